@@ -1,0 +1,6 @@
+"""fastcnn: a compiled convolutional-network engine you can read end to end."""
+
+from . import functional
+from ._kernels.threads import get_num_threads, set_num_threads
+
+__version__ = "0.1.0"

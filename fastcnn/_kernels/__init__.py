@@ -1,0 +1,1 @@
+"""Extension modules compiled from kernels/*.pyx by the package build (CMake + Cython)."""

@@ -1,0 +1,84 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Compiled matmul and linear layer, forward and backward: one BLAS gemm each.
+
+These gemms are large, so BLAS runs them with its own threads.
+"""
+
+import numpy as np
+
+from libc.string cimport memcpy
+
+from blas cimport gemm, real
+
+
+cdef void _matmul(const real[:, ::1] a, const real[:, ::1] b, real[:, ::1] c) noexcept nogil:
+    cdef int m = a.shape[0], k = a.shape[1], n = b.shape[1]
+    gemm(False, False, m, n, k, <real>1, &a[0, 0], k, &b[0, 0], n, <real>0, &c[0, 0], n)
+
+
+def matmul(a, b, *, out=None):
+    c = out if out is not None else np.empty((a.shape[0], b.shape[1]), a.dtype)
+    if c.size == 0:
+        return c
+    if a.shape[1] == 0:
+        c[...] = 0
+    elif a.dtype == np.float32:
+        _matmul[float](a, b, c)
+    else:
+        _matmul[double](a, b, c)
+    return c
+
+
+cdef void _linear(const real[:, ::1] x, const real[:, ::1] weight, const real[::1] bias,
+                  real[:, ::1] y) noexcept nogil:
+    cdef int n = x.shape[0], fin = x.shape[1], fout = weight.shape[0], r
+    cdef real beta = 0
+    if bias is not None:
+        beta = 1
+        for r in range(n):
+            memcpy(&y[r, 0], &bias[0], fout * sizeof(real))
+    # y (N x out) = x (N x in) . W^T (in x out) [+ bias]
+    gemm(False, True, n, fout, fin, <real>1, &x[0, 0], fin, &weight[0, 0], fin, beta,
+         &y[0, 0], fout)
+
+
+def linear(x, weight, bias, *, out=None):
+    y = out if out is not None else np.empty((x.shape[0], weight.shape[0]), x.dtype)
+    if x.shape[1] == 0:
+        y[...] = 0 if bias is None else bias
+    elif x.dtype == np.float32:
+        _linear[float](x, weight, bias, y)
+    else:
+        _linear[double](x, weight, bias, y)
+    return y
+
+
+cdef void _linear_backward(const real[:, ::1] dy, const real[:, ::1] x,
+                           const real[:, ::1] weight, real[:, ::1] dx, real[:, ::1] dweight,
+                           real[::1] dbias) noexcept nogil:
+    cdef int n = x.shape[0], fin = x.shape[1], fout = weight.shape[0], r, o
+    # dx (N x in) = dy (N x out) . W (out x in)
+    gemm(False, False, n, fin, fout, <real>1, &dy[0, 0], fout, &weight[0, 0], fin, <real>0,
+         &dx[0, 0], fin)
+    # dW (out x in) = dy^T (out x N) . x (N x in)
+    gemm(True, False, fout, fin, n, <real>1, &dy[0, 0], fout, &x[0, 0], fin, <real>0,
+         &dweight[0, 0], fin)
+    for o in range(fout):
+        dbias[o] = 0
+    for r in range(n):
+        for o in range(fout):
+            dbias[o] += dy[r, o]
+
+
+def linear_backward(dy, x, weight, *, out=None):
+    dx, dweight, dbias = out if out is not None else (None, None, None)
+    dx = np.empty(x.shape, x.dtype) if dx is None else dx
+    dweight = np.empty(weight.shape, x.dtype) if dweight is None else dweight
+    dbias = np.empty(weight.shape[0], x.dtype) if dbias is None else dbias
+    if x.shape[1] == 0:
+        dbias[...] = dy.sum(axis=0)
+    elif x.dtype == np.float32:
+        _linear_backward[float](dy, x, weight, dx, dweight, dbias)
+    else:
+        _linear_backward[double](dy, x, weight, dx, dweight, dbias)
+    return dx, dweight, dbias
