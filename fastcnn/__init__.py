@@ -2,5 +2,6 @@
 
 from . import functional
 from ._kernels.threads import get_num_threads, set_num_threads
+from .backends import to_device, to_host
 
 __version__ = "0.1.0"

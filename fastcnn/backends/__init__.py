@@ -23,3 +23,30 @@ def on_gpu(a):
     """True for arrays that live in GPU memory (Numba, CuPy, PyTorch CUDA: anything
     exposing __cuda_array_interface__)."""
     return hasattr(a, "__cuda_array_interface__")
+
+
+def _of(a):
+    """The backend module holding array a: cuda for GPU arrays, else the NumPy ones."""
+    return get("cuda" if on_gpu(a) else "cpu")
+
+
+def empty_like(a):
+    """An uninitialised array of a's shape and dtype, where a lives."""
+    return _of(a).empty(a.shape, a.dtype)
+
+
+def zeros_like(a):
+    """A zero array of a's shape and dtype, where a lives."""
+    return _of(a).zeros(a.shape, a.dtype)
+
+
+def to_device(a):
+    """a copied to the GPU (a Numba device array); GPU arrays come back as they are.
+
+    Needs numba-cuda (pip install 'fastcnn[gpu]') and a CUDA GPU."""
+    return get("cuda").to_device(a)
+
+
+def to_host(a):
+    """a as a NumPy array, copied from the GPU if it lives there."""
+    return _of(a).to_host(a)
