@@ -1,0 +1,237 @@
+"""What a run leaves behind: the machine it ran on, the table, the JSON, the plot, and
+the README section."""
+
+import datetime
+import json
+import platform
+import re
+import sys
+
+from . import threads
+
+
+# ---------------------------------------------------------------- the machine
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(module):
+    try:
+        return __import__(module).__version__
+    except ImportError:
+        return None
+
+
+def _gpu():
+    try:
+        import torch
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return None
+
+
+def machine_info(n_threads):
+    from threadpoolctl import threadpool_info
+    blas = sorted({f"{i['internal_api']} {i['version']}" for i in threadpool_info()
+                   if i.get("user_api") == "blas"})
+    return {
+        "cpu": _cpu_model(), "cores": threads.available_cores(), "threads": n_threads,
+        "gpu": _gpu(), "platform": platform.platform(), "python": platform.python_version(),
+        "numpy": _version("numpy"), "scipy": _version("scipy"), "fastcnn": _version("fastcnn"),
+        "torch": _version("torch"), "blas": blas,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+# ---------------------------------------------------------------- numbers for people
+
+
+def _time(seconds):
+    for unit, scale in (("s", 1), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds * 1e9:.3g} ns"
+
+
+def _rate(r):
+    if "gflops" in r:
+        return f"{r['gflops']:.1f} GFLOP/s"
+    if "gbytes_per_s" in r:
+        return f"{r['gbytes_per_s']:.2f} GB/s"
+    return ""
+
+
+def _speedup(r, key):
+    value = r.get("speedup", {}).get(key)
+    return "" if value is None else f"{value:.2f}x"
+
+
+def _mib(n):
+    return f"{n / 2 ** 20:.1f} MiB"
+
+
+def _table(header, rows, align):
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+
+    def line(cells):
+        return "  ".join(str(c).ljust(w) if a == "<" else str(c).rjust(w)
+                         for c, w, a in zip(cells, widths, align)).rstrip()
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def table(run):
+    """Every case and implementation: times, rate, speedups (baseline time / this time)."""
+    header = ["case", "implementation", "median", "min", "max", "rate",
+              "vs torch", "vs numpy", "vs ref"]
+    rows = []
+    for case in run["cases"]:
+        first = True
+        for name, r in case["results"].items():
+            label = case["name"] if first else ""
+            first = False
+            if r["status"] != "ok":
+                if r["status"] != "skipped":
+                    rows.append([label, name, r["status"].upper() + ": " + r["reason"]]
+                                + [""] * 6)
+                continue
+            rows.append([label, name, _time(r["median"]), _time(r["min"]), _time(r["max"]),
+                         _rate(r), _speedup(r, "torch"), _speedup(r, "numpy"),
+                         _speedup(r, "reference")])
+    text = _table(header, rows, "<<>>>>>>>")
+    memory = memory_table(run)
+    if memory:
+        text += "\n\nPeak memory of one forward+backward call (resident, measured in a fresh " \
+                "process):\n" + memory
+    return text + ("\n\nvs X: X's median time / this one's (above 1: faster than X); "
+                   "torch is PyTorch on the same device.")
+
+
+def memory_table(run, markdown=False):
+    names = []
+    for case in run["cases"]:
+        names += [n for n in case.get("memory", {}) if n not in names]
+    rows = []
+    for case in run["cases"]:
+        if not case.get("memory"):
+            continue
+        cells = []
+        for name in names:
+            m = case["memory"].get(name, {})
+            cells.append(_mib(m["peak_bytes"]) if "peak_bytes" in m else m.get("error", ""))
+        rows.append([case["name"]] + cells)
+    if not rows:
+        return ""
+    if markdown:
+        return _markdown(["case"] + names, rows)
+    return _table(["case"] + names, rows, "<" + ">" * len(names))
+
+
+def _markdown(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
+
+
+def summary_markdown(run):
+    """One row per case: fastcnn's time and rate, and its speedups (the README section)."""
+    rows = []
+    for case in run["cases"]:
+        for name in ("fastcnn-cpu", "fastcnn-cuda"):
+            r = case["results"].get(name)
+            if r is None or r["status"] == "skipped":
+                continue
+            if r["status"] != "ok":
+                rows.append([f"`{case['name']}`", case["describe"], name,
+                             r["status"].upper(), "", "", "", ""])
+                continue
+            rows.append([f"`{case['name']}`", case["describe"], name, _time(r["median"]),
+                         _rate(r), _speedup(r, "torch"), _speedup(r, "numpy"),
+                         _speedup(r, "reference")])
+    header = ["case", "shapes", "fastcnn", "median", "rate", "vs PyTorch", "vs NumPy",
+              "vs reference"]
+    return _markdown(header, rows)
+
+
+# ---------------------------------------------------------------- files
+
+
+def write_json(run, path):
+    with open(path, "w") as f:
+        json.dump(run, f, indent=1)
+        f.write("\n")
+
+
+def plot(run, path):
+    """A bar chart of fastcnn's speedups over PyTorch and NumPy per case, with the 1.0
+    line (log scale: 2x faster and 2x slower are the same distance from it)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = [("fastcnn-cpu", "torch", "vs PyTorch cpu"), ("fastcnn-cpu", "numpy", "vs NumPy"),
+              ("fastcnn-cuda", "torch", "cuda vs PyTorch cuda")]
+    names = [c["name"] for c in run["cases"]]
+    values = {label: [c["results"].get(impl, {}).get("speedup", {}).get(key)
+                      for c in run["cases"]] for impl, key, label in series}
+    values = {k: v for k, v in values.items() if any(x is not None for x in v)}
+    height = 0.8 / max(len(values), 1)
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.32 * len(names) * max(len(values), 1) ** 0.5))
+    for i, (label, vals) in enumerate(values.items()):
+        ys = [n + (i - (len(values) - 1) / 2) * height for n in range(len(names))]
+        ax.barh(ys, [v or 0 for v in vals], height=height, label=f"fastcnn {label}")
+    ax.axvline(1.0, color="black", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("speedup (other's median time / fastcnn's; right of the line: fastcnn faster)")
+    m = run["machine"]
+    ax.set_title(f"fastcnn {m['fastcnn']} on {m['cpu']}, {m['threads']} threads "
+                 f"({run['mode']})", fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="x", which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def readme_section(run):
+    m = run["machine"]
+    gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
+    lines = [
+        f"Measured {m['date'][:10]} by `{run['command']}` on {m['cpu']} "
+        f"({m['cores']} cores, {m['threads']} threads{gpu}), Python {m['python']}, "
+        f"NumPy {m['numpy']}, PyTorch {m['torch'] or 'not installed'}, "
+        f"fastcnn {m['fastcnn']}; whole run {run['wall_seconds']:.0f} s. Median of repeated "
+        "calls after a warm-up; \"vs X\" is X's median time over fastcnn's (above 1: "
+        "fastcnn is faster); every result was checked against the reference before timing.",
+        "", summary_markdown(run)]
+    memory = memory_table(run, markdown=True)
+    if memory:
+        lines += ["", "Peak resident memory of one forward+backward call (fresh process per "
+                  "implementation):", "", memory]
+    return "\n".join(lines)
+
+
+def update_readme(run, path):
+    """Replace the text between the bench markers in the README with this run's section."""
+    with open(path) as f:
+        text = f.read()
+    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
+    if not pattern.search(text):
+        sys.exit(f"{path} has no {START} ... {END} markers to write the results between")
+    section = f"{START}\n{readme_section(run)}\n{END}"
+    with open(path, "w") as f:
+        f.write(pattern.sub(lambda _: section, text))
