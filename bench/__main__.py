@@ -65,7 +65,23 @@ def main(argv=None):
         return 2
 
     started = time.perf_counter()
-    threads.set_all(args.threads)
+    restore_threads = threads.set_all(args.threads)
+    try:
+        return _run(args, argv, chosen, started)
+    finally:
+        restore_threads()
+
+
+def _busy_after():
+    runner.settle()  # our own idle pools are not "other processes"
+    return report.busy_cores()
+
+
+def _run(args, argv, chosen, started):
+    busy_before = report.busy_cores()
+    if busy_before and busy_before > 0.25:
+        print(f"warning: other processes keep {busy_before} cores busy; the timings will be "
+              "noisy", file=sys.stderr)
     budget = runner.ONCE if args.tiny else runner.QUICK if args.quick else runner.FULL
     ready, missing = [], {}
     for impl in impls.all_implementations():
@@ -106,10 +122,13 @@ def main(argv=None):
            "machine": report.machine_info(args.threads),
            "budget": dataclasses.asdict(budget), "rtol": runner.RTOL,
            "implementations": {i.name: i.label for i in ready}, "not_run": missing,
-           "cases": results, "wall_seconds": time.perf_counter() - started}
+           "cases": results, "wall_seconds": time.perf_counter() - started,
+           "busy_cores": {"before": busy_before, "after": _busy_after()}}
     print(report.table(run))
+    busy = run["busy_cores"]
     print(f"\n{len(results)} cases in {run['wall_seconds']:.0f} s, {args.threads} threads, "
-          f"{run['machine']['cpu']}.")
+          f"{run['machine']['cpu']}; other processes kept {busy['before']} cores busy "
+          f"before the run, {busy['after']} after.")
     if args.out:
         report.write_json(run, args.out)
         print(f"wrote {args.out}")

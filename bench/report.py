@@ -3,9 +3,11 @@ the README section."""
 
 import datetime
 import json
+import os
 import platform
 import re
 import sys
+import time
 
 from . import threads
 
@@ -39,6 +41,24 @@ def _gpu():
     except ImportError:
         pass
     return None
+
+
+def busy_cores(seconds=0.5):
+    """How many cores other processes keep busy, measured while this one sleeps
+    (Linux's /proc/stat; None elsewhere). Timings taken on a busy machine are noisy."""
+    def busy():
+        with open("/proc/stat") as f:
+            user, nice, system, idle, iowait, irq, softirq, steal = map(
+                int, f.readline().split()[1:9])
+        return user + nice + system + irq + softirq + steal, user + nice + system + idle \
+            + iowait + irq + softirq + steal
+    try:
+        b0, t0 = busy()
+        time.sleep(seconds)
+        b1, t1 = busy()
+    except (OSError, ValueError):
+        return None
+    return round((os.cpu_count() or 1) * (b1 - b0) / max(t1 - t0, 1), 2)
 
 
 def machine_info(n_threads):
@@ -185,19 +205,28 @@ def plot(run, path):
                       for c in run["cases"]] for impl, key, label in series}
     values = {k: v for k, v in values.items() if any(x is not None for x in v)}
     height = 0.8 / max(len(values), 1)
-    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.32 * len(names) * max(len(values), 1) ** 0.5))
+    fig, ax = plt.subplots(figsize=(9, 1.5 + 0.3 * len(names) * max(len(values), 1) ** 0.5))
     for i, (label, vals) in enumerate(values.items()):
         ys = [n + (i - (len(values) - 1) / 2) * height for n in range(len(names))]
-        ax.barh(ys, [v or 0 for v in vals], height=height, label=f"fastcnn {label}")
+        bars = [(y, v) for y, v in zip(ys, vals) if v is not None]
+        # Bars grow from 1.0, to the right where fastcnn is faster, to the left where slower.
+        ax.barh([y for y, _ in bars], [v - 1 for _, v in bars], left=1, height=height,
+                label=f"fastcnn {label}")
+        for y, v in bars:
+            ax.text(v, y, f" {v:.2g}x ", va="center",
+                    ha="left" if v >= 1 else "right", fontsize=6)
     ax.axvline(1.0, color="black", linewidth=1)
     ax.set_xscale("log")
+    every = [v for vals in values.values() for v in vals if v is not None]
+    if every:
+        ax.set_xlim(min(every + [1]) / 2, max(every + [1]) * 2)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("speedup (other's median time / fastcnn's; right of the line: fastcnn faster)")
     m = run["machine"]
     ax.set_title(f"fastcnn {m['fastcnn']} on {m['cpu']}, {m['threads']} threads "
                  f"({run['mode']})", fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     ax.grid(axis="x", which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

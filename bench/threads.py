@@ -3,8 +3,6 @@ and OpenMP pools NumPy and SciPy use (through threadpoolctl)."""
 
 import os
 
-_limits = None  # threadpoolctl's limiter, kept alive for the whole run
-
 
 def available_cores():
     try:
@@ -14,18 +12,25 @@ def available_cores():
 
 
 def set_all(n, torch=True):
-    """n threads everywhere; torch=False leaves PyTorch unimported (a process that does
-    not run it)."""
-    global _limits
+    """n threads everywhere; torch=False leaves PyTorch unimported (for a process that
+    does not run it). Returns a function that puts every setting back."""
     import fastcnn
     import fastcnn.backends.cpu  # noqa: F401 -- loads SciPy's BLAS, so threadpoolctl sees it
     from threadpoolctl import threadpool_limits
 
+    undo = [fastcnn.set_num_threads, fastcnn.get_num_threads()]
     fastcnn.set_num_threads(n)
     if torch:
         try:
             import torch
+            undo += [torch.set_num_threads, torch.get_num_threads()]
             torch.set_num_threads(n)
         except ImportError:
             pass
-    _limits = threadpool_limits(limits=n)
+    limits = threadpool_limits(limits=n)
+
+    def restore():
+        limits.restore_original_limits()
+        for setter, value in zip(undo[::2], undo[1::2]):
+            setter(value)
+    return restore
