@@ -186,6 +186,27 @@ CASES = [
 ]
 
 
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """A speed goal from the project's issues: impl's speedup over baseline (its time /
+    impl's) at least this much. Reported met or not; never asserted in a test."""
+    impl: str
+    baseline: str  # "torch" (same device), "numpy" or "reference"
+    speedup: float
+    goal: str      # the goal as the issue words it
+
+
+TARGETS = {
+    "conv2d+bwd A": [Target("fastcnn-cpu", "torch", 1 / 0.7, "<= 0.7x PyTorch's time (#3)")],
+    "conv2d+bwd B": [Target("fastcnn-cpu", "torch", 1.0, "<= 1.0x PyTorch's time (#3)")],
+    "conv2d+bwd C": [Target("fastcnn-cuda", "torch", 0.5, "<= 2x cuDNN's time (#5)")],
+    "max_pool2d+bwd 100x32x28x28": [
+        Target("fastcnn-cpu", "torch", 2.0, "<= 0.5x PyTorch's time (#3)")],
+    "matmul 1024x1024x1024": [Target("fastcnn-cpu", "numpy", 0.9, ">= 0.9x NumPy's GFLOP/s (#3)")],
+    "matmul 4096x4096x4096": [Target("fastcnn-cuda", "torch", 0.5, ">= 50% of cuBLAS (#5)")],
+}
+
+
 def select(quick=False, only=None, tiny=False):
     """The cases to run: all of them, or --quick's, filtered by --only's substrings."""
     chosen = [c for c in CASES if c.quick or not quick]

@@ -40,6 +40,13 @@ def _gpu():
             return torch.cuda.get_device_name(0)
     except ImportError:
         pass
+    try:
+        from numba import config, cuda
+        if not config.ENABLE_CUDASIM and cuda.is_available():
+            name = cuda.get_current_device().name
+            return name.decode() if isinstance(name, bytes) else name
+    except ImportError:
+        pass
     return None
 
 
@@ -129,12 +136,29 @@ def table(run):
                          _rate(r), _speedup(r, "torch"), _speedup(r, "numpy"),
                          _speedup(r, "reference")])
     text = _table(header, rows, "<<>>>>>>>")
+    targets = targets_table(run) if run["mode"] != "tiny" else ""  # tiny shapes say nothing
+    if targets:
+        text += "\n\nSpeed targets from the project's issues:\n" + targets
     memory = memory_table(run)
     if memory:
         text += "\n\nPeak memory of one forward+backward call (resident, measured in a fresh " \
                 "process):\n" + memory
     return text + ("\n\nvs X: X's median time / this one's (above 1: faster than X); "
                    "torch is PyTorch on the same device.")
+
+
+def targets_table(run, markdown=False):
+    rows = []
+    for case in run["cases"]:
+        for t in case.get("targets", []):
+            measured = "" if t["speedup"] is None else f"{t['speedup']:.2f}x"
+            verdict = {True: "met", False: "NOT MET", None: "not measured"}[t["met"]]
+            rows.append([case["name"], t["implementation"], t["goal"],
+                         f"{t['speedup_needed']:.2f}x vs {t['baseline']}", measured, verdict])
+    if not rows:
+        return ""
+    header = ["case", "implementation", "goal", "needs", "measured", ""]
+    return _markdown(header, rows) if markdown else _table(header, rows, "<<<>><")
 
 
 def memory_table(run, markdown=False):
@@ -247,6 +271,10 @@ def readme_section(run):
         "calls after a warm-up; \"vs X\" is X's median time over fastcnn's (above 1: "
         "fastcnn is faster); every result was checked against the reference before timing.",
         "", summary_markdown(run)]
+    targets = targets_table(run, markdown=True)
+    if targets:
+        lines += ["", "Speed targets from the project's issues (speedup = the other's time / "
+                  "fastcnn's):", "", targets]
     memory = memory_table(run, markdown=True)
     if memory:
         lines += ["", "Peak resident memory of one forward+backward call (fresh process per "

@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from .cases import TARGETS
 from .impls import Fastcnn
 
 RTOL = 1e-3  # float32 results vs the float64 oracle, relative to the largest |value|
@@ -177,4 +178,12 @@ def add_rates_and_speedups(result):
             b = results.get(baseline, {})
             if b.get("status") == "ok" and baseline != name:
                 r["speedup"][key] = b["median"] / r["median"]
+    result["targets"] = []
+    for t in TARGETS.get(result["name"], []):
+        measured = results.get(t.impl, {}).get("speedup", {}).get(t.baseline)
+        if t.impl in results:
+            result["targets"].append({
+                "implementation": t.impl, "baseline": t.baseline, "goal": t.goal,
+                "speedup_needed": t.speedup, "speedup": measured,
+                "met": None if measured is None else measured >= t.speedup})
     return result

@@ -48,6 +48,9 @@ def test_json_holds_machine_info_and_speedups(tiny_run):
     speedup = conv["results"]["fastcnn-cpu"]["speedup"]
     assert speedup["numpy"] > 0 and speedup["reference"] > 0
     assert ("torch" in speedup) == ("torch-cpu" in run["implementations"])
+    matmul = next(c for c in run["cases"] if c["name"] == "matmul 1024x1024x1024")
+    (target,) = matmul["targets"]
+    assert target["baseline"] == "numpy" and target["met"] == (target["speedup"] >= 0.9)
 
 
 def test_plot_is_a_png(tiny_run):
