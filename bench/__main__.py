@@ -8,6 +8,7 @@
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 
@@ -38,6 +39,8 @@ def parse(argv):
     p.add_argument("--tiny", action="store_true",
                    help="every case on tiny shapes, each timed once (tests the suite itself)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--load", metavar="JSON",
+                   help="run nothing: show a saved --out file again (table, --plot, --readme)")
     args = p.parse_args(argv)
     if args.threads < 1:
         p.error("--threads must be at least 1")
@@ -60,6 +63,9 @@ def main(argv=None):
         for case in cases.select(only=args.only, tiny=args.tiny):
             print(f"{case.name:40s} {case.describe}{'' if case.quick else '  (full only)'}")
         return 0
+    if args.load:
+        with open(args.load) as f:
+            return _report(json.load(f), args)
     if not chosen:
         print("no case matches --only " + ",".join(args.only), file=sys.stderr)
         return 2
@@ -93,6 +99,9 @@ def _run(args, argv, chosen, started):
             print(f"not running {impl.name}: {reason}", file=sys.stderr)
         else:
             ready.append(impl)
+    if not ready:
+        print(f"no implementation can run here for --device {args.device}", file=sys.stderr)
+        return 2
     memory_of = [] if args.no_memory else [i.name for i in ready if i.name in MEMORY_OF]
     memory_cases = [c.name for c in chosen if c.memory]
     bar = _progress(len(chosen) * len(ready) + (len(memory_of) if memory_cases else 0))
@@ -124,9 +133,15 @@ def _run(args, argv, chosen, started):
            "implementations": {i.name: i.label for i in ready}, "not_run": missing,
            "cases": results, "wall_seconds": time.perf_counter() - started,
            "busy_cores": {"before": busy_before, "after": _busy_after()}}
+    return _report(run, args)
+
+
+def _report(run, args):
+    """The table on stdout, then the files asked for; 1 if any result was wrong."""
     print(report.table(run))
     busy = run["busy_cores"]
-    print(f"\n{len(results)} cases in {run['wall_seconds']:.0f} s, {args.threads} threads, "
+    print(f"\n{len(run['cases'])} cases in {run['wall_seconds']:.0f} s, "
+          f"{run['machine']['threads']} threads, "
           f"{run['machine']['cpu']}; other processes kept {busy['before']} cores busy "
           f"before the run, {busy['after']} after.")
     if args.out:
@@ -141,7 +156,7 @@ def _run(args, argv, chosen, started):
     if args.readme:
         report.update_readme(run, args.readme)
         print(f"updated the results in {args.readme}")
-    bad = [(c["name"], n) for c in results for n, r in c["results"].items()
+    bad = [(c["name"], n) for c in run["cases"] for n, r in c["results"].items()
            if r["status"] in ("wrong", "error")]
     return 1 if bad else 0
 

@@ -269,8 +269,13 @@ def readme_section(run):
         f"NumPy {m['numpy']}, PyTorch {m['torch'] or 'not installed'}, "
         f"fastcnn {m['fastcnn']}; whole run {run['wall_seconds']:.0f} s. Median of repeated "
         "calls after a warm-up; \"vs X\" is X's median time over fastcnn's (above 1: "
-        "fastcnn is faster); every result was checked against the reference before timing.",
-        "", summary_markdown(run)]
+        "fastcnn is faster); every result was checked against a float64 oracle before "
+        "timing."]
+    busy = run.get("busy_cores", {}).get("before")
+    if busy and busy > 0.25:
+        lines[-1] += (f" Other processes kept {busy} of the {m['cores']} cores busy when the "
+                      "run started, so these numbers are noisier than on an idle machine.")
+    lines += ["", summary_markdown(run)]
     targets = targets_table(run, markdown=True)
     if targets:
         lines += ["", "Speed targets from the project's issues (speedup = the other's time / "

@@ -115,9 +115,11 @@ def time_calls(impl, call, budget):
 def run_case(case, impls, budget, seed=0, on_step=None):
     """The case on every implementation: a dict with the oracle, the work and, per
     implementation, its status, samples and statistics (speedups come later)."""
+    started = time.perf_counter()
     rng = np.random.default_rng(seed)
     arrays = case.inputs(rng)
     oracle_name, want = oracle(case, arrays)
+    oracle_seconds = time.perf_counter() - started
     out = {"name": case.name, "step": case.step, "describe": case.describe,
            "arrays": {k: list(v.shape) for k, v in arrays.items()},
            "params": {k: list(v) if isinstance(v, tuple) else v for k, v in case.params.items()},
@@ -130,6 +132,8 @@ def run_case(case, impls, budget, seed=0, on_step=None):
         if on_step:
             on_step(case, impl)
         out["results"][impl.name] = _run_one(case, impl, arrays, want, budget)
+    out["seconds"] = {"inputs_and_oracle": oracle_seconds,
+                      "total": time.perf_counter() - started}
     return out
 
 

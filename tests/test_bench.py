@@ -74,6 +74,15 @@ def test_table_and_readme_section(tiny_run, tmp_path):
         report.update_readme(run, readme)
 
 
+def test_load_shows_a_saved_run_again(tiny_run, tmp_path, capsys):
+    _, out = tiny_run
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{report.START}\n{report.END}\n")
+    assert bench_main.main(["--load", str(out / "results.json"), "--readme", str(readme)]) == 0
+    assert "conv2d+bwd D" in capsys.readouterr().out
+    assert "| `matmul 1024x1024x1024` |" in readme.read_text()
+
+
 class _Wrong(impls.NumPy):
     name = "wrong"
 
