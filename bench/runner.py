@@ -3,7 +3,8 @@
 The pattern of llm.c's dev/cuda: one oracle result per case, every version's
 output checked against it before it is timed (a benchmark never reports a
 fast wrong answer), then a warm-up call and repeated timed calls until both a
-minimum count and a time budget are reached.
+minimum count and a time budget are reached, in rounds that give every
+implementation a turn.
 
 The oracle is fastcnn's reference backend in float64 on the same float32
 values where the case is small enough to time the reference; on the large
@@ -27,15 +28,21 @@ RTOL = 1e-3  # float32 results vs the float64 oracle, relative to the largest |v
 class Budget:
     """How long to time each implementation on each case."""
     seconds: float = 2.0   # keep timing until this much time is spent...
-    min_calls: int = 5     # ...and at least this many calls are timed,
-    max_calls: int = 500   # but never more than this many.
+    min_calls: int = 6     # ...and at least this many calls are timed,
+    max_calls: int = 600   # but never more than this many.
     warmup: int = 1        # untimed calls after the validation call
     settle: bool = True    # let the last implementation's thread pools go idle first
+    rounds: int = 3        # the timed calls are split into this many turns per implementation
+
+    def per_round(self):
+        return dataclasses.replace(self, seconds=self.seconds / self.rounds, rounds=1,
+                                   min_calls=-(-self.min_calls // self.rounds),
+                                   max_calls=-(-self.max_calls // self.rounds))
 
 
-QUICK = Budget(seconds=0.2, min_calls=3, max_calls=50, warmup=0)  # validation call warms up
+QUICK = Budget(seconds=0.2, min_calls=3, max_calls=50, warmup=0, rounds=1)  # validation warms up
 FULL = Budget()
-ONCE = Budget(seconds=0.0, min_calls=1, max_calls=1, warmup=0, settle=False)  # tests
+ONCE = Budget(seconds=0.0, min_calls=1, max_calls=1, warmup=0, settle=False, rounds=1)  # tests
 
 
 def oracle(case, arrays):
@@ -94,9 +101,9 @@ def settle(timeout=1.0, quantum=0.01):
             return
 
 
-def time_calls(impl, call, budget):
+def time_calls(impl, call, budget, warmup=0):
     """Seconds of each timed call, after the warm-up calls; garbage collection off."""
-    for _ in range(budget.warmup):
+    for _ in range(warmup):
         call()
     samples, spent = [], 0.0
     enabled = gc.isenabled()
@@ -114,7 +121,11 @@ def time_calls(impl, call, budget):
 
 def run_case(case, impls, budget, seed=0, on_step=None):
     """The case on every implementation: a dict with the oracle, the work and, per
-    implementation, its status, samples and statistics (speedups come later)."""
+    implementation, its status, samples and statistics (speedups come later).
+
+    The timed calls come in budget.rounds rounds, each implementation taking its
+    turn in every round, so a machine that gets busier or quieter during the case
+    slows every implementation alike instead of whichever ran at the time."""
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
     arrays = case.inputs(rng)
@@ -128,18 +139,41 @@ def run_case(case, impls, budget, seed=0, on_step=None):
         out["flops"] = case.flops
     else:
         out["bytes"] = work_bytes(arrays, want)
+    calls = {}
     for impl in impls:
         if on_step:
             on_step(case, impl)
-        out["results"][impl.name] = _run_one(case, impl, arrays, want, budget)
+        out["results"][impl.name], calls[impl.name] = _validate(case, impl, arrays, want,
+                                                                budget)
+    ready = [impl for impl in impls if out["results"][impl.name]["status"] == "ok"]
+    per_round = budget.per_round()
+    for round_ in range(budget.rounds):
+        for impl in ready:
+            r = out["results"][impl.name]
+            if r["status"] != "ok":
+                continue
+            try:
+                if budget.settle:
+                    settle()
+                r["samples"] += time_calls(impl, calls[impl.name], per_round,
+                                           warmup=budget.warmup if round_ == 0 else 0)
+            except Exception as e:  # noqa: BLE001 -- report it in the table, carry on
+                out["results"][impl.name] = {"status": "error",
+                                             "reason": f"{type(e).__name__}: {e}"}
+    for impl in ready:
+        r = out["results"][impl.name]
+        if r["status"] == "ok":
+            r.update(median=float(np.median(r["samples"])), min=float(np.min(r["samples"])),
+                     max=float(np.max(r["samples"])))
     out["seconds"] = {"inputs_and_oracle": oracle_seconds,
                       "total": time.perf_counter() - started}
     return out
 
 
-def _run_one(case, impl, arrays, want, budget):
+def _validate(case, impl, arrays, want, budget):
+    """(result dict, the call to time): the implementation's first call, checked."""
     if impl.name == "reference" and not case.reference:
-        return {"status": "skipped", "reason": "the reference is timed on small shapes only"}
+        return {"status": "skipped", "reason": "the reference is timed on small shapes only"}, None
     try:
         args = {k: impl.put(v) for k, v in arrays.items()}
         step = getattr(impl, case.step)
@@ -150,18 +184,15 @@ def _run_one(case, impl, arrays, want, budget):
         if budget.settle:
             settle()
         error = relative_error(impl.get(call()), want)
-        if not error <= RTOL:
-            return {"status": "wrong", "relative_error": float(error),
-                    "reason": f"result differs from the oracle by {error:.3g} (relative) "
-                              f"> {RTOL}: not timed"}
-        samples = time_calls(impl, call, budget)
     except NotImplementedError as e:
-        return {"status": "n/a", "reason": str(e)}
+        return {"status": "n/a", "reason": str(e)}, None
     except Exception as e:  # noqa: BLE001 -- report it in the table, carry on with the rest
-        return {"status": "error", "reason": f"{type(e).__name__}: {e}"}
-    return {"status": "ok", "relative_error": float(error), "samples": samples,
-            "median": float(np.median(samples)), "min": float(np.min(samples)),
-            "max": float(np.max(samples))}
+        return {"status": "error", "reason": f"{type(e).__name__}: {e}"}, None
+    if not error <= RTOL:
+        return {"status": "wrong", "relative_error": float(error),
+                "reason": f"result differs from the oracle by {error:.3g} (relative) "
+                          f"> {RTOL}: not timed"}, None
+    return {"status": "ok", "relative_error": float(error), "samples": []}, call
 
 
 def add_rates_and_speedups(result):
