@@ -84,7 +84,7 @@ def _busy_after():
 
 
 def _run(args, argv, chosen, started):
-    busy_before = report.busy_cores()
+    busy_before = None if args.tiny else report.busy_cores()
     if busy_before and busy_before > 0.25:
         print(f"warning: other processes keep {busy_before} cores busy; the timings will be "
               "noisy", file=sys.stderr)
@@ -132,7 +132,7 @@ def _run(args, argv, chosen, started):
            "budget": dataclasses.asdict(budget), "rtol": runner.RTOL,
            "implementations": {i.name: i.label for i in ready}, "not_run": missing,
            "cases": results, "wall_seconds": time.perf_counter() - started,
-           "busy_cores": {"before": busy_before, "after": _busy_after()}}
+           "busy_cores": {"before": busy_before, "after": None if args.tiny else _busy_after()}}
     return _report(run, args)
 
 
@@ -141,9 +141,10 @@ def _report(run, args):
     print(report.table(run))
     busy = run["busy_cores"]
     print(f"\n{len(run['cases'])} cases in {run['wall_seconds']:.0f} s, "
-          f"{run['machine']['threads']} threads, "
-          f"{run['machine']['cpu']}; other processes kept {busy['before']} cores busy "
-          f"before the run, {busy['after']} after.")
+          f"{run['machine']['threads']} threads, {run['machine']['cpu']}"
+          + ("." if busy["before"] is None else
+             f"; other processes kept {busy['before']} cores busy before the run, "
+             f"{busy['after']} after."))
     if args.out:
         report.write_json(run, args.out)
         print(f"wrote {args.out}")

@@ -4,6 +4,8 @@ looks at a time."""
 
 import importlib.util
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -119,3 +121,12 @@ def test_peak_memory_counts_the_outputs():
     peaks = memory.peak_memory("fastcnn-cpu", ["conv2d+bwd B"], 1)
     outputs = 4 * (100 * 64 * 14 * 14 + 100 * 32 * 14 * 14)
     assert outputs <= peaks["conv2d+bwd B"]["peak_bytes"] < 20 * outputs
+
+
+def test_runs_as_a_module_of_the_installed_package(tmp_path):
+    """python -m fastcnn.bench works from any directory (the console script calls the
+    same main, which the tests above run in-process)."""
+    done = subprocess.run([sys.executable, "-m", "fastcnn.bench", "--list"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "conv2d+bwd A" in done.stdout and "(full only)" in done.stdout
