@@ -81,7 +81,12 @@ def peak_memory(impl_name, case_names, n_threads, tiny=False):
     command = [sys.executable, "-m", f"{__package__}.memory", impl_name, str(n_threads),
                *case_names] + (["--tiny"] if tiny else [])
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    # -m puts the working directory first on sys.path: run from the directory that holds
+    # the fastcnn this process imported, so a source checkout (which has no compiled
+    # kernels) in the current directory cannot shadow the installed package.
+    import fastcnn
+    home = os.path.dirname(os.path.dirname(os.path.abspath(fastcnn.__file__)))
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=home)
     if done.returncode != 0:
         lines = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()
         return {name: {"error": lines[-1]} for name in case_names}
