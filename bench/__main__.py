@@ -14,7 +14,8 @@ import time
 
 from . import cases, impls, memory, report, runner, threads
 
-MEMORY_OF = ("fastcnn-cpu", "torch-cpu", "numpy")  # host memory; GPU memory is not measured
+# Host memory only (GPU memory is not measured); --quick leaves NumPy out.
+MEMORY_OF = ("fastcnn-cpu", "torch-cpu", "numpy")
 
 
 def parse(argv):
@@ -102,28 +103,34 @@ def _run(args, argv, chosen, started):
     if not ready:
         print(f"no implementation can run here for --device {args.device}", file=sys.stderr)
         return 2
-    memory_of = [] if args.no_memory else [i.name for i in ready if i.name in MEMORY_OF]
+    memory_of = [] if args.no_memory else [
+        i.name for i in ready if i.name in MEMORY_OF[:2 if args.quick else 3]]
     memory_cases = [c.name for c in chosen if c.memory]
-    bar = _progress(len(chosen) * len(ready) + (len(memory_of) if memory_cases else 0))
+    bar = _progress(len(chosen) * len(ready) * (1 + budget.rounds)
+                    + (len(memory_of) if memory_cases else 0))
+    started_steps = []
 
     def step(label):
+        """Count the step before this one as done, show this one."""
         if bar is not None:
+            if started_steps:
+                bar.update(1)
+            started_steps.append(label)
             bar.set_description(label[:60])
-            bar.update(1)
 
     results = []
     for case in chosen:
-        result = runner.run_case(case, ready, budget, seed=args.seed,
-                                 on_step=lambda c, i: step(f"{c.name} {i.name}"))
+        result = runner.run_case(case, ready, budget, seed=args.seed, on_step=step)
         results.append(runner.add_rates_and_speedups(result))
     by_name = {r["name"]: r for r in results}
     for name in memory_of if memory_cases else []:
-        step(f"peak memory {name}")
+        step(f"peak memory of {name}")
         valid = [c for c in memory_cases if by_name[c]["results"][name]["status"] == "ok"]
         for case, peak in (memory.peak_memory(name, valid, args.threads, args.tiny)
                            if valid else {}).items():
             by_name[case].setdefault("memory", {})[name] = peak
     if bar is not None:
+        bar.update(1)
         bar.close()
 
     run = {"format": "fastcnn-bench 1", "command": "fastcnn-bench " + " ".join(argv),

@@ -119,9 +119,9 @@ def _table(header, rows, align):
 
 def table(run):
     """Every case and implementation: times, rate, speedups (baseline time / this time)."""
-    header = ["case", "implementation", "median", "min", "max", "rate",
+    header = ["case", "implementation", "calls", "median", "min", "max", "rate",
               "vs torch", "vs numpy", "vs ref"]
-    rows = []
+    rows, notes = [], []
     for case in run["cases"]:
         first = True
         for name, r in case["results"].items():
@@ -129,13 +129,16 @@ def table(run):
             first = False
             if r["status"] != "ok":
                 if r["status"] != "skipped":
-                    rows.append([label, name, r["status"].upper() + ": " + r["reason"]]
-                                + [""] * 6)
+                    rows.append([label, name, "", r["status"].upper()] + [""] * 6)
+                    notes.append(f"{case['name']}, {name}: {r['reason']}")
                 continue
-            rows.append([label, name, _time(r["median"]), _time(r["min"]), _time(r["max"]),
+            rows.append([label, name, len(r["samples"]), _time(r["median"]), _time(r["min"]),
+                         _time(r["max"]),
                          _rate(r), _speedup(r, "torch"), _speedup(r, "numpy"),
                          _speedup(r, "reference")])
-    text = _table(header, rows, "<<>>>>>>>")
+    text = _table(header, rows, "<<>>>>>>>>")
+    if notes:
+        text += "\n\n" + "\n".join(notes)
     targets = targets_table(run) if run["mode"] != "tiny" else ""  # tiny shapes say nothing
     if targets:
         text += "\n\nSpeed targets from the project's issues:\n" + targets

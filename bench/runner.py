@@ -29,18 +29,21 @@ class Budget:
     """How long to time each implementation on each case."""
     seconds: float = 2.0   # keep timing until this much time is spent...
     min_calls: int = 6     # ...and at least this many calls are timed,
-    max_calls: int = 600   # but never more than this many.
+    max_calls: int = 600   # but never more than this many,
+    max_seconds: float = 60.0  # nor, once one call is timed, more than this much time.
     warmup: int = 1        # untimed calls after the validation call
     settle: bool = True    # let the last implementation's thread pools go idle first
     rounds: int = 3        # the timed calls are split into this many turns per implementation
 
     def per_round(self):
         return dataclasses.replace(self, seconds=self.seconds / self.rounds, rounds=1,
+                                   max_seconds=self.max_seconds / self.rounds,
                                    min_calls=-(-self.min_calls // self.rounds),
                                    max_calls=-(-self.max_calls // self.rounds))
 
 
-QUICK = Budget(seconds=0.2, min_calls=3, max_calls=50, warmup=0, rounds=1)  # validation warms up
+# --quick: the validation call is the warm-up; a call slower than a second is timed once.
+QUICK = Budget(seconds=0.2, min_calls=3, max_calls=50, max_seconds=1.0, warmup=0, rounds=1)
 FULL = Budget()
 ONCE = Budget(seconds=0.0, min_calls=1, max_calls=1, warmup=0, settle=False, rounds=1)  # tests
 
@@ -111,6 +114,8 @@ def time_calls(impl, call, budget, warmup=0):
     try:
         while len(samples) < budget.max_calls and (len(samples) < budget.min_calls
                                                    or spent < budget.seconds):
+            if samples and spent >= budget.max_seconds:
+                break
             samples.append(impl.seconds(call))
             spent += samples[-1]
     finally:
@@ -142,13 +147,14 @@ def run_case(case, impls, budget, seed=0, on_step=None):
     calls = {}
     for impl in impls:
         if on_step:
-            on_step(case, impl)
+            on_step(f"{case.name}: checking {impl.name}")
         out["results"][impl.name], calls[impl.name] = _validate(case, impl, arrays, want,
                                                                 budget)
-    ready = [impl for impl in impls if out["results"][impl.name]["status"] == "ok"]
     per_round = budget.per_round()
     for round_ in range(budget.rounds):
-        for impl in ready:
+        for impl in impls:
+            if on_step:
+                on_step(f"{case.name}: timing {impl.name}")
             r = out["results"][impl.name]
             if r["status"] != "ok":
                 continue
@@ -160,7 +166,7 @@ def run_case(case, impls, budget, seed=0, on_step=None):
             except Exception as e:  # noqa: BLE001 -- report it in the table, carry on
                 out["results"][impl.name] = {"status": "error",
                                              "reason": f"{type(e).__name__}: {e}"}
-    for impl in ready:
+    for impl in impls:
         r = out["results"][impl.name]
         if r["status"] == "ok":
             r.update(median=float(np.median(r["samples"])), min=float(np.min(r["samples"])),
