@@ -2,6 +2,7 @@
 paddings, dilations and both dtypes."""
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -228,3 +229,23 @@ def test_winograd_3x3_path(backend, data):
     bound = reference("conv2d_backward", *absolute(dy, x, wt), padding=p)
     for g, wnt, bnd in zip(got, want, bound):
         assert_matches(g, wnt, normwise(bnd), dtype)
+
+
+@pytest.mark.parametrize("m, k, n", [(150, 7, 20), (9, 30, 130), (70, 1, 70), (64, 33, 65)])
+def test_dense_ops_split_over_threads(backend, m, k, n):
+    """Outputs large enough to be cut into per-thread blocks, along rows or columns."""
+    rng = np.random.default_rng(4)
+    a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+    for dtype in (np.float32, np.float64):
+        a_, b_ = a.astype(dtype), b.astype(dtype)
+        assert_matches(run(backend, "matmul", a_, b_), reference("matmul", a_, b_),
+                       reference("matmul", *absolute(a_, b_)), dtype)
+        w_, bias = b_.T.copy(), rng.standard_normal(n).astype(dtype)
+        assert_matches(run(backend, "linear", a_, w_, bias), reference("linear", a_, w_, bias),
+                       reference("linear", *absolute(a_, w_, bias)), dtype)
+        dy = rng.standard_normal((m, n)).astype(dtype)
+        got = run(backend, "linear_backward", dy, a_, w_)
+        want = reference("linear_backward", dy, a_, w_)
+        bound = reference("linear_backward", *absolute(dy, a_, w_))
+        for g, wnt, bnd in zip(got, want, bound):
+            assert_matches(g, wnt, bnd, dtype)
