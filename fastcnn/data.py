@@ -251,31 +251,31 @@ def _warp(x, rotation, shift):
     """Resample each image n at out[i, j] = x[c + R_n ((i, j) - c) - shift_n] (c the centre),
     bilinearly, with zeros outside the image."""
     n, ch, h, w = x.shape
-    ii, jj = np.meshgrid(np.arange(h, dtype=np.float64) - (h - 1) / 2,
-                         np.arange(w, dtype=np.float64) - (w - 1) / 2, indexing="ij")
-    r = rotation[:, :, :, None, None]
-    src_i = r[:, 0, 0] * ii + r[:, 0, 1] * jj + (h - 1) / 2 - shift[:, 0, None, None]
-    src_j = r[:, 1, 0] * ii + r[:, 1, 1] * jj + (w - 1) / 2 - shift[:, 1, None, None]
+    ii, jj = np.meshgrid(np.arange(h, dtype=np.float32) - np.float32((h - 1) / 2),
+                         np.arange(w, dtype=np.float32) - np.float32((w - 1) / 2), indexing="ij")
+    r = rotation.astype(np.float32)[:, :, :, None, None]
+    centre = np.array([(h - 1) / 2, (w - 1) / 2], np.float32) - shift.astype(np.float32)
+    src_i = r[:, 0, 0] * ii + r[:, 0, 1] * jj + centre[:, 0, None, None]
+    src_j = r[:, 1, 0] * ii + r[:, 1, 1] * jj + centre[:, 1, None, None]
     i0, j0 = np.floor(src_i), np.floor(src_j)
-    fi, fj = (src_i - i0).astype(x.dtype), (src_j - j0).astype(x.dtype)
-    # A one-pixel zero border: every corner outside the image reads a zero from it.
-    padded = np.zeros((n, ch, h + 2, w + 2), x.dtype)
-    padded[:, :, 1:-1, 1:-1] = x
-    flat = padded.reshape(n, ch, -1)
+    fi, fj = (src_i - i0).astype(x.dtype)[:, None], (src_j - j0).astype(x.dtype)[:, None]
+    # A zero border wide enough for every source pixel: corners outside the image read
+    # zeros, and no index needs clipping.
+    border = int(max(0, -min(i0.min(), j0.min()), max(i0.max() + 1 - h, j0.max() + 1 - w))) + 1
+    rows, cols = h + 2 * border, w + 2 * border
+    padded = np.zeros((n, ch, rows, cols), x.dtype)
+    padded[:, :, border:border + h, border:border + w] = x
+    first = (np.arange(n, dtype=np.intp) * (ch * rows * cols))[:, None, None]
+    at = first + (i0.astype(np.intp) + border) * cols + (j0.astype(np.intp) + border)
+    flat = padded.reshape(-1)
 
-    def corner(di, dj):
-        rows = np.clip(i0 + di, -1, h).astype(np.intp) + 1
-        cols = np.clip(j0 + dj, -1, w).astype(np.intp) + 1
-        index = (rows * (w + 2) + cols).reshape(n, 1, h * w)
-        return np.take_along_axis(flat, index, axis=2).reshape(n, ch, h, w)
+    def pixels(offset):
+        """The pixels at offset from the top-left corners, every channel: (n, ch, h, w)."""
+        return np.stack([flat.take(at + (offset + k * rows * cols)) for k in range(ch)], 1)
 
-    fi, fj = fi[:, None], fj[:, None]
-    return ((1 - fi) * ((1 - fj) * corner(0, 0) + fj * corner(0, 1))
-            + fi * ((1 - fj) * corner(1, 0) + fj * corner(1, 1)))
-
-
-def _identity(n):
-    return np.broadcast_to(np.eye(2), (n, 2, 2))
+    top = pixels(0) * (1 - fj) + pixels(1) * fj
+    bottom = pixels(cols) * (1 - fj) + pixels(cols + 1) * fj
+    return top * (1 - fi) + bottom * fi
 
 
 class RandomShift:
@@ -286,8 +286,14 @@ class RandomShift:
         self.max_shift = max_shift
 
     def __call__(self, x, rng):
-        shift = rng.integers(-self.max_shift, self.max_shift + 1, (len(x), 2)).astype(float)
-        return _warp(x, _identity(len(x)), shift)
+        k = self.max_shift
+        n, _, h, w = x.shape
+        padded = np.zeros(x.shape[:2] + (h + 2 * k, w + 2 * k), x.dtype)
+        padded[:, :, k:k + h, k:k + w] = x
+        out = np.empty_like(padded[:, :, :h, :w])
+        for i, (di, dj) in enumerate(rng.integers(-k, k + 1, (n, 2))):
+            out[i] = padded[i, :, k - di:k - di + h, k - dj:k - dj + w]
+        return out
 
     def __repr__(self):
         return f"RandomShift(max_shift={self.max_shift})"

@@ -203,7 +203,10 @@ class Sequential:
         if self.optimizer is not None and hasattr(self.optimizer, "lr"):
             logs["lr"] = self.optimizer.lr
         if val is not None:
+            evaluated = time.perf_counter()
             logs.update({"val_" + k: v for k, v in self.evaluate(val).items()})
+            if bar is not None:   # keep the evaluation out of the bar's time and rate
+                bar.start_t += time.perf_counter() - evaluated
         if bar is not None:
             bar.set_postfix_str(_format(logs))
             bar.close()
