@@ -215,23 +215,23 @@ def seed_like():
     return Sequential(*(make() for make in SEED_CNN))
 
 
-@pytest.mark.parametrize("x, error, match", [
-    (np.zeros((2, 28, 28), np.float32), ValueError,
+@pytest.mark.parametrize("shape, dtype, error, match", [
+    ((2, 28, 28), np.float32, ValueError,
      r"layer 0 Conv2d\(1, 8, 3, padding=1\): expects input \(N, 1, H, W\), got shape "
      r"\(2, 28, 28\)"),
-    (np.zeros((2, 3, 28, 28), np.float32), ValueError,
+    ((2, 3, 28, 28), np.float32, ValueError,
      r"layer 0 Conv2d\(1, 8, 3, padding=1\): expects 1 channels or features on axis 1 "
      r".*got shape \(2, 3, 28, 28\)"),
-    (np.zeros((2, 1, 20, 20), np.float32), ValueError,
+    ((2, 1, 20, 20), np.float32, ValueError,
      r"layer 4 Linear\(1568, 10\): expects 1568 channels or features .*got shape \(2, 800\)"),
-    (np.zeros((2, 1, 28, 28), np.float64), TypeError,
+    ((2, 1, 28, 28), np.float64, TypeError,
      r"layer 0 Conv2d\(1, 8, 3, padding=1\): conv2d: weight is float32 but x is float64"),
-    (np.zeros((2, 1, 1, 1), np.float32), ValueError,
+    ((2, 1, 1, 1), np.float32, ValueError,
      r"layer 2 MaxPool2d\(2\): max_pool2d: the kernel .* is larger than the padded input"),
 ])
-def test_input_errors_name_the_layer(x, error, match):
+def test_input_errors_name_the_layer(shape, dtype, error, match):
     with pytest.raises(error, match=match):
-        seed_like().forward(x)
+        seed_like().forward(np.zeros(shape, dtype))
 
 
 def test_loss_errors_name_the_loss():
@@ -275,22 +275,30 @@ def _cuda():
 
 
 @pytest.mark.skipif(not _cuda(), reason="fastcnn.backends.cuda is not available")
-def test_model_on_cuda_matches_cpu():
+def test_model_on_cuda_matches_cpu(tmp_path):
+    """The same layers on device arrays: same steps, then fit, predict, save and load."""
+    from fastcnn.model import load
     from fastcnn.optim import Adam
 
     def build():
-        model = Sequential(nn.Conv2d(1, 2, 3, padding=1, rng=0), nn.ReLU(), nn.MaxPool2d(2),
-                           nn.Flatten(), nn.Linear(8, 3, rng=1))
+        model = Sequential(nn.Conv2d(1, 2, 3, padding=1, bias=False, rng=0), nn.BatchNorm2d(2),
+                           nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.5, rng=2),
+                           nn.Linear(8, 3, rng=1))
         return model.compile(Adam(model.parameters(), lr=0.01), nn.SoftmaxCrossEntropy())
 
     rng = np.random.default_rng(5)
-    x, y = rng.standard_normal((2, 1, 4, 4)).astype(np.float32), np.array([0, 2])
+    x, y = rng.standard_normal((4, 1, 4, 4)).astype(np.float32), np.array([0, 2, 1, 1])
     cpu, gpu = build(), build().to("cuda")
     for _ in range(2):
         want, got = cpu.train_step(x, y), gpu.train_step(x, y)
         assert abs(want[0] - got[0]) < 1e-5 and want[1] == got[1]
+    np.testing.assert_allclose(gpu.predict(x), cpu.predict(x), rtol=1e-4, atol=1e-5)
+    gpu.fit((x, y), epochs=1, batch_size=2, verbose=0)
+    gpu.save(tmp_path / "gpu.npz")
+    np.testing.assert_allclose(load(tmp_path / "gpu.npz").predict(x), gpu.predict(x),
+                               rtol=1e-5, atol=1e-6)
     gpu.to("cpu")
-    for a, b in zip(cpu.parameters(), gpu.parameters()):
-        assert isinstance(b.data, np.ndarray)
-        np.testing.assert_allclose(b.data, a.data, rtol=1e-4, atol=1e-5)
+    assert all(isinstance(p.data, np.ndarray) for p in gpu.parameters())
     assert all(isinstance(v, np.ndarray) for s in gpu.optimizer.state for v in s.values())
+    np.testing.assert_allclose(load(tmp_path / "gpu.npz").predict(x), gpu.predict(x),
+                               rtol=1e-5, atol=1e-6)
