@@ -1,7 +1,10 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Compiled matmul and linear layer, forward and backward: one BLAS gemm each.
 
-These gemms are large, so BLAS runs them with its own threads.
+BLAS runs them on one thread. Its own thread pool would outlive the call:
+OpenBLAS's workers spin for about 0.1 s waiting for more work, on the cores the
+OpenMP kernels that come next (convolution, pooling) need, which made a
+training step of the seed CNN two to ten times slower on two cores.
 """
 
 import numpy as np
@@ -9,6 +12,8 @@ import numpy as np
 from libc.string cimport memcpy
 
 from blas cimport gemm, real
+
+from fastcnn._kernels.blas_threads import single_threaded_blas
 
 
 cdef void _matmul(const real[:, ::1] a, const real[:, ::1] b, real[:, ::1] c) noexcept nogil:
@@ -22,10 +27,12 @@ def matmul(a, b, *, out=None):
         return c
     if a.shape[1] == 0:
         c[...] = 0
-    elif a.dtype == np.float32:
-        _matmul[float](a, b, c)
-    else:
-        _matmul[double](a, b, c)
+        return c
+    with single_threaded_blas():
+        if a.dtype == np.float32:
+            _matmul[float](a, b, c)
+        else:
+            _matmul[double](a, b, c)
     return c
 
 
@@ -46,10 +53,12 @@ def linear(x, weight, bias, *, out=None):
     y = out if out is not None else np.empty((x.shape[0], weight.shape[0]), x.dtype)
     if x.shape[1] == 0:
         y[...] = 0 if bias is None else bias
-    elif x.dtype == np.float32:
-        _linear[float](x, weight, bias, y)
-    else:
-        _linear[double](x, weight, bias, y)
+        return y
+    with single_threaded_blas():
+        if x.dtype == np.float32:
+            _linear[float](x, weight, bias, y)
+        else:
+            _linear[double](x, weight, bias, y)
     return y
 
 
@@ -77,8 +86,10 @@ def linear_backward(dy, x, weight, *, out=None):
     dbias = np.empty(weight.shape[0], x.dtype) if dbias is None else dbias
     if x.shape[1] == 0:
         dbias[...] = dy.sum(axis=0)
-    elif x.dtype == np.float32:
-        _linear_backward[float](dy, x, weight, dx, dweight, dbias)
-    else:
-        _linear_backward[double](dy, x, weight, dx, dweight, dbias)
+        return dx, dweight, dbias
+    with single_threaded_blas():
+        if x.dtype == np.float32:
+            _linear_backward[float](dy, x, weight, dx, dweight, dbias)
+        else:
+            _linear_backward[double](dy, x, weight, dx, dweight, dbias)
     return dx, dweight, dbias
