@@ -101,7 +101,8 @@ class Sequential:
             except (ValueError, TypeError) as e:
                 if str(e).startswith(layer.name):
                     raise
-                raise type(e)(f"{layer.name}: {e}") from e
+                kind = ValueError if isinstance(e, ValueError) else TypeError
+                raise kind(f"{layer.name}: {e}") from e
         return x
 
     __call__ = forward
@@ -189,6 +190,9 @@ class Sequential:
         total = seen = 0.0
         correct = None
         for batch in train:
+            if len(batch) < 2:
+                raise ValueError(f"fit: batches must be (inputs, targets), got a batch of "
+                                 f"{len(batch)} array(s)")
             x, y = batch[0], batch[1]
             loss, hits = self.train_step(x, y)
             total += loss * len(x)
