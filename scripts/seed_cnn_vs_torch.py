@@ -1,6 +1,7 @@
 """Training-step time of the seed MNIST CNN: fastcnn against PyTorch on the CPU, one run.
 
-    python scripts/seed_cnn_vs_torch.py [--threads 2] [--batch-size 100] [--steps 30]
+    python scripts/seed_cnn_vs_torch.py [--threads 2] [--batch-size 100] [--steps 60]
+                                        [--epochs 3]
 
 Both train the same model (Conv2d 1->32 3x3 p1, ReLU, MaxPool 2, Conv2d 32->64
 3x3 p1, ReLU, MaxPool 2, Flatten, Linear 3136->10; softmax cross-entropy; Adam
@@ -8,7 +9,9 @@ lr 1e-3) on the same batches with the same number of threads. Steps alternate
 between the two frameworks in rounds, so a busy machine slows both alike; the
 figures are the fastest and the median step of each over the rounds (on a
 shared machine the fastest is the one to trust: interference only slows).
-Then one fastcnn step is broken down by layer (forward and backward), loss and
+With --epochs N, whole epochs over 8,000 images alternate the same way (both
+read the same shuffled NumPy batches; fastcnn through model.fit). Then one
+fastcnn step is broken down by layer (forward and backward), loss and
 optimizer (fastest time of each part).
 Needs PyTorch (for the comparison only).
 """
@@ -21,6 +24,7 @@ import numpy as np
 import torch
 
 import fastcnn
+from fastcnn.data import DataLoader
 from fastcnn.model import Sequential
 from fastcnn.nn import (Conv2d, Flatten, Linear, MaxPool2d, ReLU,  # noqa: F401
                         SoftmaxCrossEntropy)
@@ -79,11 +83,32 @@ class Timer:
         setattr(obj, method, wrapped)
 
 
+def compare_epochs(ours, theirs, args):
+    rng = np.random.default_rng(1)
+    x = rng.random((8000, 1, 28, 28), dtype=np.float32)
+    y = rng.integers(0, 10, 8000)
+    batches = DataLoader((x, y), batch_size=args.batch_size, shuffle=True, seed=0)
+
+    def torch_epoch():
+        for xb, yb in batches:
+            theirs(torch.from_numpy(xb), torch.from_numpy(yb))
+
+    t_ours, t_theirs = [], []
+    for _ in range(args.epochs):
+        t_ours.append(timed(ours.fit, batches, 1, None, (), 0))
+        t_theirs.append(timed(torch_epoch))
+    print(f"epochs of 8,000 images, {args.epochs} rounds")
+    for what, pick in (("fastest", min), ("median", statistics.median)):
+        a, b = pick(t_ours), pick(t_theirs)
+        print(f"  {what} epoch: fastcnn {a:.2f} s, PyTorch {b:.2f} s, ratio {a / b:.2f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--steps", type=int, default=60, help="timed rounds (one step of each)")
+    ap.add_argument("--epochs", type=int, default=0, help="timed rounds of one epoch each")
     args = ap.parse_args()
     fastcnn.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
@@ -107,6 +132,9 @@ def main():
         print(f"  {what} step: fastcnn {a * 1e3:.1f} ms, PyTorch {b * 1e3:.1f} ms, "
               f"ratio {a / b:.2f} (epoch of 8,000 digits: {a * steps:.1f} s vs "
               f"{b * steps:.1f} s)")
+
+    if args.epochs:
+        compare_epochs(ours, theirs, args)
 
     timer = Timer(ours)
     for _ in range(args.steps):
