@@ -302,3 +302,22 @@ def test_model_on_cuda_matches_cpu(tmp_path):
     assert all(isinstance(v, np.ndarray) for s in gpu.optimizer.state for v in s.values())
     np.testing.assert_allclose(load(tmp_path / "gpu.npz").predict(x), gpu.predict(x),
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not _cuda(), reason="fastcnn.backends.cuda is not available")
+def test_device_buffers_are_not_overwritten_under_a_view():
+    """A device array's views share its memory, not the array object: a held view (here
+    Flatten's output, a reshape of the conv's buffer) must keep that buffer from reuse."""
+    from fastcnn import to_device, to_host
+    model = Sequential(nn.Conv2d(1, 2, 3, padding=1, rng=0), nn.Flatten()).to("cuda")
+    x = np.random.default_rng(6).standard_normal((2, 1, 4, 4)).astype(np.float32)
+    kept = model.forward(to_device(x))
+    before = to_host(kept).copy()
+    model.forward(to_device(2 * x))
+    np.testing.assert_array_equal(to_host(kept), before)
+    del kept
+    ids = set()
+    for _ in range(3):   # with no view held, the buffer is recycled again
+        model.forward(to_device(x))
+        ids.add(id(model[0]._scratch["y"]))
+    assert len(ids) == 1

@@ -37,6 +37,24 @@ def _refs_when_unheld():
 _UNHELD = _refs_when_unheld()
 
 
+def _memory(buf):
+    """What views of buf keep alive besides buf: nothing more for NumPy arrays (a view's
+    base is buf itself); the device memory for Numba's device arrays, whose views share
+    it rather than referring to the array (gpu_data on a GPU, _ary on the simulator)."""
+    for name in ("gpu_data", "_ary"):
+        memory = getattr(buf, name, None)
+        if memory is not None:
+            return memory
+    return None
+
+
+def _memory_refs(buf):
+    """sys.getrefcount of buf's device memory (0 for NumPy arrays), on one code path, so a
+    count taken when the buffer was made compares with one taken later."""
+    memory = _memory(buf)
+    return 0 if memory is None else sys.getrefcount(memory)
+
+
 def _pair(v):
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
@@ -56,6 +74,7 @@ class Layer:
         self.index = None        # position in a Sequential, for error messages
         self._config = config    # the constructor's arguments, to rebuild the layer
         self._scratch = {}       # output and dx arrays reused from step to step
+        self._unheld = {}        # their device memory's reference count when unshared
 
     # ---- what subclasses implement
 
@@ -137,11 +156,13 @@ class Layer:
         buf = self._scratch.get(key)
         if (buf is not None and tuple(buf.shape) == shape and buf.dtype == dtype
                 and backends.on_gpu(buf) == backends.on_gpu(like)
-                and sys.getrefcount(buf) <= _UNHELD):
+                and sys.getrefcount(buf) <= _UNHELD
+                and _memory_refs(buf) <= self._unheld[key]):
             return buf
         del buf
         where = "cuda" if backends.on_gpu(like) else "cpu"
         self._scratch[key] = backends.get(where).empty(shape, dtype)
+        self._unheld[key] = _memory_refs(self._scratch[key])
         return self._scratch[key]
 
     def _saved(self, value, what="forward"):
