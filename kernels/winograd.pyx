@@ -238,28 +238,50 @@ def conv2d_input_grad(dy, weight, padding, *, out=None):
 # and the sum over tiles (and channel pairs) is again 16 gemms.
 
 
-cdef void dy_transform(const real* dy, Tiling g, int n_images, real* d) noexcept nogil:
+cdef void to_pixel_major(const real* src, int rows, int cols, real* dst) noexcept nogil:
+    """dst (cols x rows) = src (rows x cols) transposed, in 16 x 16 blocks for the cache."""
+    cdef int r0, c0, r, c
+    for r0 in range(0, rows, 16):
+        for c0 in range(0, cols, 16):
+            for c in range(c0, min(c0 + 16, cols)):
+                for r in range(r0, min(r0 + 16, rows)):
+                    dst[<Py_ssize_t>c * rows + r] = src[<Py_ssize_t>r * cols + c]
+
+
+cdef void dy_transform(const real* dy, Tiling g, int n_images, real* pixels, real* d,
+                       real* db) noexcept nogil:
     """d[e, tile, k] = (A q A^T)[e] for the 2x2 block q of dy each tile produced (zero past
-    the output's edge), A = [[1, 0], [1, 1], [1, -1], [0, -1]]. Tile-major with k
-    innermost, so the gemm that follows needs no transposed operand."""
-    cdef int n, a, b, k, ow = g.ow
-    cdef bint right, down
-    cdef Py_ssize_t plane = <Py_ssize_t>g.oh * g.ow, stride_e = g.tiles * g.k
-    cdef const real* p
+    the output's edge), A = [[1, 0], [1, 1], [1, -1], [0, -1]]; and db[k] += sum of dy[k].
+
+    Each image's dy is first made pixel-major (P x K), so that every step below
+    runs over k, contiguous, and d comes out tile-major with k innermost: the
+    gemm that follows then needs no transposed operand.
+    """
+    cdef int n, a, b, k, K = g.k, ow = g.ow
+    cdef Py_ssize_t p, plane = <Py_ssize_t>g.oh * g.ow, stride_e = g.tiles * g.k
+    cdef const real* zero = pixels + plane * K   # a row of K zeros stands in past the edge
+    cdef const real* p00
+    cdef const real* p01
+    cdef const real* p10
+    cdef const real* p11
     cdef real* o
     cdef real q00, q01, q10, q11, r0, r1, s0, s1, t0, t1, u0, u1
+    for k in range(K):
+        pixels[plane * K + k] = 0
     for n in range(n_images):
+        to_pixel_major(dy + <Py_ssize_t>n * K * plane, K, <int>plane, pixels)
+        for p in range(plane):
+            for k in range(K):
+                db[k] += pixels[p * K + k]
         for a in range(g.th):
-            down = 2 * a + 1 < g.oh
             for b in range(g.tw):
-                right = 2 * b + 1 < ow
-                o = d + ((n * g.th + a) * g.tw + b) * g.k
-                for k in range(g.k):
-                    p = dy + (n * g.k + k) * plane + 2 * a * ow + 2 * b
-                    q00 = p[0]
-                    q01 = p[1] if right else 0
-                    q10 = p[ow] if down else 0
-                    q11 = p[ow + 1] if right and down else 0
+                p00 = pixels + (2 * a * ow + 2 * b) * K
+                p01 = p00 + K if 2 * b + 1 < ow else zero
+                p10 = p00 + ow * K if 2 * a + 1 < g.oh else zero
+                p11 = p10 + K if 2 * b + 1 < ow and 2 * a + 1 < g.oh else zero
+                o = d + ((n * g.th + a) * g.tw + b) * K
+                for k in range(K):
+                    q00, q01, q10, q11 = p00[k], p01[k], p10[k], p11[k]
                     # Rows of A q, then each row (x0, x1) -> (x0, x0 + x1, x0 - x1, -x1).
                     r0, r1 = q00, q01
                     s0, s1 = q00 + q10, q01 + q11
@@ -311,48 +333,44 @@ cdef void _weight_grad(const real* dy, const real* x, Py_ssize_t n_total, real* 
                        int nthreads) noexcept nogil:
     cdef Py_ssize_t chunk, n_chunks = (n_total + g.images - 1) // g.images, first, e, q
     cdef Py_ssize_t kc = <Py_ssize_t>g.k * g.c, plane = <Py_ssize_t>g.oh * g.ow
-    cdef int n_images, n, k, t
-    cdef real acc
+    cdef int n_images, t
     cdef real* ws
+    cdef real* z
+    cdef real* db
+    cdef real* plane_in
     cdef real* rows
     cdef real* v
     cdef real* d
-    cdef real* z
-    cdef real* db
-    cdef const real* p
+    cdef real* pixels
     # Each thread sums its chunks into its own [z: 16 x C x K | db: K].
     for t in range(nthreads):
         memset(workspace + t * per_thread, 0, (16 * kc + g.k) * sizeof(real))
     for chunk in prange(n_chunks, schedule="static", num_threads=nthreads):
-        ws = workspace + threadid() * per_thread   # [z | db | plane | rows | V | D]
+        # [z | db | padded plane | rows | V | D | pixel-major dy + a zero row]
+        ws = workspace + threadid() * per_thread
         z = ws
         db = z + 16 * kc
-        rows = db + g.k + g.pad_h * g.pad_w
+        plane_in = db + g.k
+        rows = plane_in + g.pad_h * g.pad_w
         v = rows + row_space(&g)
         d = v + 16 * <Py_ssize_t>g.c * g.tiles
+        pixels = d + 16 * <Py_ssize_t>g.k * g.tiles
         first = chunk * g.images
         n_images = <int>min(<Py_ssize_t>g.images, n_total - first)
         if n_images < g.images:   # a short last chunk: its missing tiles must count as zero
             memset(v, 0, 16 * (g.c + g.k) * g.tiles * sizeof(real))
-        input_transform(x + first * g.c * g.h * g.w, g, n_images, db + g.k, rows, v)
-        dy_transform(dy + first * g.k * plane, g, n_images, d)
+        input_transform(x + first * g.c * g.h * g.w, g, n_images, plane_in, rows, v)
+        dy_transform(dy + first * g.k * plane, g, n_images, pixels, d, db)
         for e in range(16):   # z[e] (C x K) += V[e] (C x tiles) . D[e] (tiles x K)
             gemm(False, False, g.c, g.k, g.tiles, <real>1, v + e * g.c * g.tiles, g.tiles,
                  d + e * g.tiles * g.k, g.k, <real>1, z + e * kc, g.k)
-        for n in range(n_images):
-            for k in range(g.k):
-                p = dy + ((first + n) * g.k + k) * plane
-                acc = 0
-                for q in range(plane):
-                    acc = acc + p[q]
-                db[k] += acc
     # Sum the threads' partial sums, then take z back from the Winograd domain.
     for t in range(1, nthreads):
         for q in range(16 * kc + g.k):
             workspace[q] += workspace[t * per_thread + q]
     filter_gradient(workspace, g.k, g.c, dweight)
-    for k in range(g.k):
-        dbias[k] = workspace[16 * kc + k]
+    for q in range(g.k):
+        dbias[q] = workspace[16 * kc + q]
 
 
 def weight_grad(dy, x, padding, *, out):
@@ -360,9 +378,9 @@ def weight_grad(dy, x, padding, *, out):
     dweight, dbias = out
     cdef Tiling g = tiling(x.shape, dy.shape[1], padding)
     cdef int nthreads = min(omp_get_max_threads(), (x.shape[0] + g.images - 1) // g.images)
-    # [z: 16 x C x K | db: K | padded plane | transform rows | V | D]
+    # [z: 16 x C x K | db: K | padded plane | transform rows | V | D | pixel-major dy]
     cdef Py_ssize_t per_thread = (16 * g.c * g.k + g.k + g.pad_h * g.pad_w + row_space(&g)
-                                  + 16 * (g.c + g.k) * g.tiles)
+                                  + 16 * (g.c + g.k) * g.tiles + (g.oh * g.ow + 1) * g.k)
     cdef Py_ssize_t pdy = dy.ctypes.data, px = x.ctypes.data
     cdef Py_ssize_t pdw = dweight.ctypes.data, pdb = dbias.ctypes.data, pws
     with workspace(nthreads * per_thread, x.dtype) as ws, single_threaded_blas():
