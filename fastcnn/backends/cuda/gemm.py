@@ -48,6 +48,7 @@ def _gemm_signature(f):
 def _gemm(F, TM, TN, RM, RN, BK):
     BM, BN, THREADS = TM * RM, TN * RN, TM * TN
     A_LOADS, B_LOADS = ceil(BM * BK / THREADS), ceil(BN * BK / THREADS)
+    A_SHAPE, B_SHAPE = (BK, BM + PAD), (BK, BN + PAD)   # constants, as shared arrays need
 
     @cuda.jit(device=True, inline="always")
     def fetch(src, base, stride_o, stride_k, o0, k0, o_size, k_size, tid, regs, SIZE, LOADS):
@@ -79,8 +80,8 @@ def _gemm(F, TM, TN, RM, RN, BK):
 
     def gemm(a, b, c, bias, m, n, k, batches, per_split, a_z, a_m, a_k, b_z, b_k, b_n, c_z,
              bias_mode, accumulate):
-        a_tile = cuda.shared.array((BK, BM + PAD), F)
-        b_tile = cuda.shared.array((BK, BN + PAD), F)
+        a_tile = cuda.shared.array(A_SHAPE, F)
+        b_tile = cuda.shared.array(B_SHAPE, F)
         acc = cuda.local.array((RM, RN), F)
         a_next = cuda.local.array(A_LOADS, F)
         b_next = cuda.local.array(B_LOADS, F)
