@@ -8,6 +8,7 @@ so work queued on another library's *non-default* stream must be finished
 before its arrays are handed to fastcnn.
 """
 
+import ctypes
 import math
 import threading
 
@@ -49,8 +50,25 @@ def asarray(a):
                         f"GPU with fastcnn.to_device")
     _require_gpu()
     if not getattr(a, "__cuda_ndarray__", False):
-        a = cuda.as_cuda_array(a, sync=False)
+        a = _adopt(a)
     return a if a.is_c_contiguous() else _contiguous_copy(a)
+
+
+def _adopt(a):
+    """A Numba view of another library's CUDA array (no copy, no synchronisation)."""
+    if not SIMULATOR:
+        return cuda.as_cuda_array(a, sync=False)
+    # The simulator has no as_cuda_array; its "device" memory is host memory, so the
+    # interface's pointer is read as such (this lets the tests stand in for CuPy/PyTorch).
+    interface = a.__cuda_array_interface__
+    dtype, shape = np.dtype(interface["typestr"]), tuple(interface["shape"])
+    strides = interface.get("strides") or tuple(
+        dtype.itemsize * math.prod(shape[i + 1:]) for i in range(len(shape)))
+    extent = sum((n - 1) * s for n, s in zip(shape, strides)) + dtype.itemsize
+    memory = (ctypes.c_char * extent).from_address(interface["data"][0])
+    host = np.lib.stride_tricks.as_strided(np.frombuffer(memory, dtype), shape, strides)
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+    return FakeCUDAArray(host)
 
 
 def empty(shape, dtype):
