@@ -31,11 +31,10 @@ MAX_BLOCKS = 2 if SIMULATOR else 4096
 # Argument types for the signatures; F-dependent ones come from the template's f.
 i32, i64, u64, boolean = types.int32, types.int64, types.uint64, types.boolean
 
-REGISTRY = []
-
-
 # Blocks along the y and z axes of a grid (the hardware's limit is 65535).
 MAX_GRID_YZ = 2 if SIMULATOR else 65535
+
+REGISTRY = []
 
 
 def blocks_for(n, threads=THREADS):
@@ -55,15 +54,22 @@ class Kernel:
 
     variants are the tuples of extra compile-time parameters the template takes
     after F (tile sizes of the GEMM); compile_check compiles each of them for each
-    of dtypes.
+    of dtypes. launch_bounds(dtype, *variant), if given, returns (threads per
+    block, blocks per multiprocessor) for the compiler to budget registers by.
     """
 
-    def __init__(self, template, signature, variants, dtypes):
+    def __init__(self, template, signature, variants, dtypes, launch_bounds):
         self.template, self.signature = template, signature
         self.variants, self.dtypes = variants, tuple(np.dtype(d) for d in dtypes)
+        self._launch_bounds = launch_bounds
         self.name = template.__name__
         self._compiled = {}
         REGISTRY.append(self)
+
+    def options(self, dtype, *variant):
+        """Compiler options for cuda.jit and compile_ptx (none on the simulator)."""
+        bounds = self._launch_bounds and self._launch_bounds(np.dtype(dtype), *variant)
+        return {"launch_bounds": bounds} if bounds and not SIMULATOR else {}
 
     def source(self, dtype, *variant):
         """The kernel's Python function for this dtype (what compile_ptx compiles)."""
@@ -76,7 +82,9 @@ class Kernel:
         key = (np.dtype(dtype), variant)
         launcher = self._compiled.get(key)
         if launcher is None:
-            launcher = _Launcher(self, cuda.jit(self.source(*key[:1], *variant)), key[0])
+            dtype = key[0]
+            dispatcher = cuda.jit(self.source(dtype, *variant), **self.options(dtype, *variant))
+            launcher = _Launcher(self, dispatcher, dtype)
             self._compiled[key] = launcher
         return launcher
 
@@ -84,9 +92,9 @@ class Kernel:
 FLOATS = (np.float32, np.float64)
 
 
-def kernel(signature, variants=((),), dtypes=FLOATS):
+def kernel(signature, variants=((),), dtypes=FLOATS, launch_bounds=None):
     """Register a template: signature(f) gives its argument types for element type f."""
-    return lambda template: Kernel(template, signature, variants, dtypes)
+    return lambda template: Kernel(template, signature, variants, dtypes, launch_bounds)
 
 
 class _Launcher:
@@ -98,16 +106,16 @@ class _Launcher:
 
     def __getitem__(self, config):
         blocks, threads = config
+        if 0 in (blocks if isinstance(blocks, tuple) else (blocks,)):
+            return _nothing   # CUDA refuses empty grids; there is no work
         launch = self.dispatcher[blocks, threads]
-        empty = 0 in (blocks if isinstance(blocks, tuple) else (blocks,))
+        if not SIMULATOR:
+            return launch
 
-        def run(*args):
-            if empty:
-                return
-            if SIMULATOR:
-                self._check_types(args)
+        def checked(*args):
+            self._check_types(args)
             launch(*args)
-        return run
+        return checked
 
     def _check_types(self, args):
         want = self.kernel.argtypes(self.dtype)
@@ -117,3 +125,7 @@ class _Launcher:
                    for i, (g, w) in enumerate(zip(got, want)) if g != w]
             raise TypeError(f"kernel {self.kernel.name} launched with types that differ from "
                             f"its registered signature: {'; '.join(bad) or 'argument count'}")
+
+
+def _nothing(*args):
+    pass

@@ -82,19 +82,24 @@ def bench_matmul(torch, repeat):
     print(f"matmul {n}^3 float32: fastcnn {mine * 1e3:.2f} ms ({flops / mine / 1e12:.1f} "
           f"TFLOP/s)" + (f", cuBLAS {theirs * 1e3:.2f} ms ({flops / theirs / 1e12:.1f} TFLOP/s)"
                          f" -> {theirs / mine:.0%} of cuBLAS (target >= 50%)" if theirs else ""))
-    # Every large tile shape, launched directly, for tuning gemm._config.
+    # Every large tile shape, launched directly, for tuning gemm._config; and the 8x8
+    # tile compiled without its launch bounds (132 registers: one block per SM).
     a_op, b_op = gemm.Operand(asarray(a), 0, n, 1), gemm.Operand(asarray(b), 0, n, 1)
-    for r_m, r_n in [(4, 4), (4, 8), (8, 4), (8, 8)]:
+    unbounded = cuda.jit(gemm._gemm.source(np.float32, gemm.TM, gemm.TN, 8, 8, gemm.BK))
+    variants = [(f"{r_m}x{r_n} per thread", r_m, r_n,
+                 gemm._gemm(np.float32, gemm.TM, gemm.TN, r_m, r_n, gemm.BK))
+                for r_m, r_n in [(4, 4), (4, 8), (8, 4), (8, 8)]]
+    variants.append(("8x8 per thread, no launch bounds", 8, 8, unbounded))
+    for label, r_m, r_n, kernel in variants:
         tile = (gemm.TM * r_m, gemm.TN * r_n)
         grid = (n // tile[1], n // tile[0], 1)
-        kernel = gemm._gemm(np.float32, gemm.TM, gemm.TN, r_m, r_n, gemm.BK)
 
         def run():
             kernel[grid, (gemm.TN, gemm.TM)](a_op.array, b_op.array, c.reshape(c.size),
                                              c.reshape(c.size), n, n, n, 1, 1,
                                              *a_op.strides, *b_op.strides, 0, 0, False)
         t = gpu_seconds(run, repeat)
-        print(f"  tile {tile[0]}x{tile[1]} ({r_m}x{r_n} per thread): {t * 1e3:.2f} ms, "
+        print(f"  tile {tile[0]}x{tile[1]} ({label}): {t * 1e3:.2f} ms, "
               f"{flops / t / 1e12:.1f} TFLOP/s")
 
 

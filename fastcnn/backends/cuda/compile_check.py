@@ -65,7 +65,8 @@ def _compile(job, assemble=False):
     k = next(k for k in _jit.REGISTRY if k.name == name)
     start = time.perf_counter()
     try:
-        ptx, _ = cuda.compile_ptx(k.source(dtype, *variant), k.argtypes(dtype), cc=CC)
+        ptx, _ = cuda.compile_ptx(k.source(dtype, *variant), k.argtypes(dtype), cc=CC,
+                                  **k.options(dtype, *variant))
     except Exception as e:   # noqa: BLE001 - report every failure, whatever it is
         return job, time.perf_counter() - start, None, f"{type(e).__name__}: {e}"
     facts = {"f64": len(re.findall(r"\.f64\b", ptx)), **(_assembled(ptx) if assemble else {})}
