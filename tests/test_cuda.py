@@ -196,3 +196,27 @@ def test_without_a_gpu_the_error_says_so():
     if "has a GPU" in done.stdout:
         pytest.skip("this machine has a GPU")
     assert "no CUDA GPU was found" in done.stdout
+
+
+def test_gpu_launches_are_configured_once_without_warnings(monkeypatch):
+    """On a GPU a launcher keeps each configured launch, and silences Numba's warning
+    about small grids (they are deliberate); empty grids launch nothing."""
+    import warnings
+
+    class Dispatcher:
+        configured = []
+
+        def __getitem__(self, config):
+            self.configured.append(config)
+            warnings.warn("Grid size 3 will likely result in GPU under-utilization due to "
+                          "low occupancy.")
+            return lambda *args: ("launched", config, args)
+
+    monkeypatch.setattr(_jit, "SIMULATOR", False)
+    launcher = _jit._Launcher(None, Dispatcher(), np.dtype(np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert launcher[3, 256](1, 2) == ("launched", (3, 256), (1, 2))
+        assert launcher[3, 256](4) == ("launched", (3, 256), (4,))
+        assert launcher[(0, 1, 1), 256]() is None
+    assert Dispatcher.configured == [(3, 256)]

@@ -15,6 +15,7 @@ signatures compile_check compiled are the ones the ops launch.
 """
 
 import math
+import warnings
 
 import numpy as np
 from numba import config, cuda, from_dtype, typeof, types
@@ -103,19 +104,31 @@ class _Launcher:
 
     def __init__(self, kernel, dispatcher, dtype):
         self.kernel, self.dispatcher, self.dtype = kernel, dispatcher, dtype
+        self._configured = {}
 
     def __getitem__(self, config):
         blocks, threads = config
         if 0 in (blocks if isinstance(blocks, tuple) else (blocks,)):
             return _nothing   # CUDA refuses empty grids; there is no work
-        launch = self.dispatcher[blocks, threads]
-        if not SIMULATOR:
-            return launch
+        if SIMULATOR:   # (the simulator's configured kernel is the kernel itself: no cache)
+            launch = self.dispatcher[blocks, threads]
 
-        def checked(*args):
-            self._check_types(args)
-            launch(*args)
-        return checked
+            def checked(*args):
+                self._check_types(args)
+                launch(*args)
+            return checked
+        # Configured launches are kept: a training step repeats the same few.
+        launch = self._configured.get(config)
+        if launch is None:
+            with warnings.catch_warnings():
+                # Small grids are deliberate here (a block per channel, a handful of
+                # rows); Numba would warn about each.
+                warnings.filterwarnings("ignore", message="Grid size .* under-utilization")
+                launch = self.dispatcher[blocks, threads]
+            if len(self._configured) > 256:
+                self._configured.clear()
+            self._configured[config] = launch
+        return launch
 
     def _check_types(self, args):
         want = self.kernel.argtypes(self.dtype)
