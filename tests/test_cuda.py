@@ -220,3 +220,13 @@ def test_gpu_launches_are_configured_once_without_warnings(monkeypatch):
         assert launcher[3, 256](4) == ("launched", (3, 256), (4,))
         assert launcher[(0, 1, 1), 256]() is None
     assert Dispatcher.configured == [(3, 256)]
+
+
+@pytest.mark.parametrize("splits", [1, 2])
+def test_channel_sums_split_over_blocks(splits):
+    """Bias gradients: each channel's sum split over blocks, the partials added after."""
+    from fastcnn.backends.cuda import reduce
+    x = np.random.default_rng(4).standard_normal((3, 2, 70))
+    xd, out = to_backend("cuda", x, np.zeros(2))
+    reduce.sum_channels(xd, out, splits=splits)
+    np.testing.assert_allclose(host(out), x.sum(axis=(0, 2)), rtol=1e-12)

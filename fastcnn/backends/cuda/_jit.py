@@ -43,6 +43,17 @@ def blocks_for(n, threads=THREADS):
     return min(math.ceil(n / threads), MAX_BLOCKS)
 
 
+_sm_count = None
+
+
+def target_blocks():
+    """Blocks that fill the GPU twice over (two resident blocks per multiprocessor)."""
+    global _sm_count
+    if _sm_count is None:
+        _sm_count = 1 if SIMULATOR else cuda.get_current_device().MULTIPROCESSOR_COUNT
+    return 2 * _sm_count
+
+
 def image_grid(pixels, channels, images):
     """The grid of a kernel over (images, channels, pixels) along (z, y, x), THREADS per
     block along x; the kernel loops with grid strides over whatever the grid does not

@@ -25,8 +25,8 @@ from math import ceil
 from numba import cuda
 
 from ._arrays import flat, output, outputs, returned, scratch
-from ._jit import SIMULATOR, THREADS, blocks_for, boolean, i64, kernel
-from .reduce import sum_channels
+from ._jit import SIMULATOR, boolean, i64, kernel, target_blocks
+from .reduce import sum_channels, sum_splits
 
 BK = 8
 # Threads per block along each axis: 16 x 16 on a GPU; 4 x 4 on the simulator (each
@@ -151,29 +151,6 @@ def _gemm(F, TM, TN, RM, RN, BK):
     return gemm
 
 
-@kernel(lambda f: (f[:, ::1], f[::1], boolean))
-def _sum_splits(F):
-    def sum_splits(partials, out, accumulate):
-        """out (+)= the sum of the rows of partials, in order (deterministic, no atomics)."""
-        for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-            total = F(0)
-            for split in range(partials.shape[0]):
-                total += partials[split, i]
-            out[i] = out[i] + total if accumulate else total
-    return sum_splits
-
-
-_sm_count = None
-
-
-def _target_blocks():
-    """Blocks that fill the GPU twice over (two resident blocks per multiprocessor)."""
-    global _sm_count
-    if _sm_count is None:
-        _sm_count = 1 if SIMULATOR else cuda.get_current_device().MULTIPROCESSOR_COUNT
-    return 2 * _sm_count
-
-
 def _fit(size):
     """The smallest register blocking whose tile covers size (the largest if none does)."""
     return next((r for r in RS if TM * r >= size), RS[-1])
@@ -187,7 +164,7 @@ def _config(m, n, batch):
     """Register blocking for an m x n product: tiles no larger than the matrix, then
     smaller tiles while there are too few blocks to fill the GPU."""
     r_m, r_n = _fit(m), _fit(n)
-    while _tiles(m, n, r_m, r_n) * batch < _target_blocks() and max(r_m, r_n) > 2:
+    while _tiles(m, n, r_m, r_n) * batch < target_blocks() and max(r_m, r_n) > 2:
         if r_m >= r_n:
             r_m //= 2
         else:
@@ -228,14 +205,14 @@ def gemm_sum(c, a, b, m, n, k, batches, accumulate=False):
     summed by its own blocks into a partial product; the partials are then added
     in a fixed order: deterministic, no atomics."""
     tiles = _tiles(m, n, *_config(m, n, 1)[2:4])
-    per_block = ceil(batches / max(1, min(batches, _target_blocks() // tiles)))
+    per_block = ceil(batches / max(1, min(batches, target_blocks() // tiles)))
     splits = ceil(batches / per_block)
     if splits == 1:
         _launch(c, a, b, m, n, k, batches, batches, 0, None, NO_BIAS, accumulate)
         return
     partials = scratch("gemm_partials", (splits, m * n), c.dtype)
     _launch(partials, a, b, m, n, k, batches, per_block, m * n, None, NO_BIAS, False)
-    _sum_splits(c.dtype)[blocks_for(m * n), THREADS](partials, flat(c), accumulate)
+    sum_splits(partials, flat(c), accumulate)
 
 
 # ---------------------------------------------------------------- the dense ops

@@ -4,7 +4,7 @@ one per input value backward (a gather), except max-pool's backward (below)."""
 import numpy as np
 from numba import cuda
 
-from ._arrays import output, outputs, returned
+from ._arrays import fill, output, outputs, returned
 from ._jit import THREADS, blocks_for, i32, i64, image_grid, kernel
 
 
@@ -46,13 +46,12 @@ def _max_pool(F):
 @kernel(lambda f: (f[:, ::1], i32[:, ::1], f[:, ::1]))
 def _max_pool_backward(F):
     def max_pool_backward(dy, indices, dx):
-        """dx[plane, indices[plane, o]] += dy[plane, o]. The indices alone do not say which
-        windows overlap, so a gather per input pixel is impossible; instead one thread owns
-        a whole plane (n, c) and scatters into it in order: no two threads ever write the
-        same pixel, no atomics, and the sums are deterministic."""
+        """dx[plane, indices[plane, o]] += dy[plane, o], dx zeroed before. The indices alone
+        do not say which windows overlap (the op is not given the window geometry), so a
+        gather per input pixel is impossible; instead one thread owns a whole plane (n, c)
+        and scatters into it in order: no two threads write the same pixel, no atomics,
+        and the sums are deterministic (in the reference's order)."""
         for plane in range(cuda.grid(1), dx.shape[0], cuda.gridsize(1)):
-            for q in range(dx.shape[1]):
-                dx[plane, q] = F(0)
             for o in range(dy.shape[1]):
                 dx[plane, indices[plane, o]] += dy[plane, o]
     return max_pool_backward
@@ -147,6 +146,7 @@ def max_pool2d(x, kernel_size, stride, padding, *, out=None):
 def max_pool2d_backward(dy, indices, input_shape, *, out=None):
     n, c, h, w = input_shape
     dx = output(out, input_shape, dy.dtype)
+    fill(dx, 0)   # in parallel, coalesced: faster than each plane's thread zeroing its own
     planes = n * c
     _max_pool_backward(dy.dtype)[blocks_for(planes), THREADS](
         dy.reshape((planes, dy.size // planes)), indices.reshape((planes, dy.size // planes)),

@@ -14,7 +14,7 @@ import numpy as np
 from numba import cuda
 
 from ._arrays import asarray, outputs, returned, scratch
-from ._jit import THREADS, boolean, kernel
+from ._jit import MAX_GRID_YZ, THREADS, blocks_for, boolean, kernel, target_blocks
 
 
 @cuda.jit(device=True, inline="always")
@@ -40,24 +40,56 @@ def block_sum(buf, value):
 # images, 1 for (N, C) features).
 
 
-@kernel(lambda f: (f[:, :, ::1], f[::1]))
+@kernel(lambda f: (f[:, ::1], f[::1], boolean))
+def _sum_splits(F):
+    def sum_splits(partials, out, accumulate):
+        """out (+)= the sum of the rows of partials, in order (deterministic, no atomics)."""
+        for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+            total = F(0)
+            for split in range(partials.shape[0]):
+                total += partials[split, i]
+            out[i] = out[i] + total if accumulate else total
+    return sum_splits
+
+
+def sum_splits(partials, out, accumulate=False):
+    """out (+)= partials summed over axis 0 (partial results of split work)."""
+    _sum_splits(out.dtype)[blocks_for(out.size), THREADS](partials, out, accumulate)
+
+
+@kernel(lambda f: (f[:, :, ::1], f[:, ::1]))
 def _sum_channels(F):
-    def sum_channels(x, out):
+    def sum_channels(x, partials):
+        """Block (c, s) sums its share of channel c (every splits-th run of THREADS
+        values) into partials[s, c]."""
         buf = cuda.shared.array(THREADS, F)
-        c = cuda.blockIdx.x
+        c, s = cuda.blockIdx.x, cuda.blockIdx.y
         _, _, p_size = x.shape
         total = F(0)
-        for i in range(cuda.threadIdx.x, x.shape[0] * p_size, THREADS):
+        for i in range(s * THREADS + cuda.threadIdx.x, x.shape[0] * p_size,
+                       cuda.gridDim.y * THREADS):
             total += x[i // p_size, c, i % p_size]
         total = block_sum(buf, total)
         if cuda.threadIdx.x == 0:
-            out[c] = total
+            partials[s, c] = total
     return sum_channels
 
 
-def sum_channels(x3, out):
-    """out[c] = the sum of x3[:, c, :] (bias gradients)."""
-    _sum_channels(x3.dtype)[x3.shape[1], THREADS](x3, out)
+def sum_channels(x3, out, splits=None):
+    """out[c] = the sum of x3[:, c, :] (bias gradients). Few channels would leave the
+    GPU idle, so each is split over several blocks (at least 8 values a thread),
+    their partial sums added in order after."""
+    n, c, p = x3.shape
+    if splits is None:
+        splits = min(math.ceil(n * p / (8 * THREADS)), target_blocks() // c)
+    splits = max(1, min(splits, MAX_GRID_YZ))
+    if splits == 1:
+        partials = out.reshape((1, c))
+    else:
+        partials = scratch("channel_sums", (splits, c), out.dtype)
+    _sum_channels(x3.dtype)[(c, splits), THREADS](x3, partials)
+    if splits > 1:
+        sum_splits(partials, out)
 
 
 def as_channels(x):
