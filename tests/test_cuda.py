@@ -189,6 +189,8 @@ def test_without_numba_cuda_the_error_says_what_to_install():
 def test_without_a_gpu_the_error_says_so():
     done = _python("import numpy as np, fastcnn\n"
                    "from numba import cuda\n"
+                   "from fastcnn.backends.cuda import use_memory_pool\n"
+                   "use_memory_pool()   # accepted by Numba as a memory manager\n"
                    "if cuda.is_available(): print('has a GPU'); raise SystemExit\n"
                    "try:\n    fastcnn.to_device(np.ones(3))\n"
                    "except RuntimeError as e:\n    print(e)\n", NUMBA_ENABLE_CUDASIM="0")

@@ -10,7 +10,9 @@ Modules: ``gemm`` (the one matrix-product kernel: matmul, linear, the conv
 products), ``conv`` (im2col/col2im around it), ``pool``, ``activations``,
 ``reduce`` (bias sums, batch norm), ``losses``, ``optim``; ``_jit`` says how a
 kernel is written once for float32 and float64; ``compile_check`` compiles all
-of them for a real GPU; ``bench`` times them against cuBLAS/cuDNN/PyTorch.
+of them for a real GPU; ``bench`` times them against cuBLAS/cuDNN/PyTorch;
+``memory`` offers CUDA's stream-ordered memory pool in place of Numba's
+allocator (``use_memory_pool()``).
 
 Without a GPU, set ``NUMBA_ENABLE_CUDASIM=1`` before numba is imported to run
 the kernels on Numba's CUDA simulator (slow: for tests).
@@ -31,6 +33,7 @@ from .activations import (dropout, dropout_backward, elu, elu_backward,  # noqa:
                           tanh, tanh_backward)
 from .conv import col2im, conv2d, conv2d_backward, im2col  # noqa: F401
 from .gemm import linear, linear_backward, matmul  # noqa: F401
+from .memory import use_memory_pool  # noqa: F401
 from .losses import (bce, bce_backward, bce_with_logits, bce_with_logits_backward,  # noqa: F401
                      count_correct, mse, mse_backward, softmax_cross_entropy,
                      softmax_cross_entropy_backward)

@@ -228,7 +228,8 @@ def check_indices(op, name, indices, size):
     """indices as a contiguous int32 device array, each in [0, size); a ValueError
     naming the range found otherwise."""
     convert = indices.dtype != np.int32
-    as_int32 = empty(indices.shape, np.int32) if convert else indices
+    # The int32 copy only lives for the op that asked (the next check reuses it).
+    as_int32 = scratch("indices_int32", indices.shape, np.int32) if convert else indices
     if indices.size == 0:
         return as_int32
     blocks = blocks_for(indices.size)

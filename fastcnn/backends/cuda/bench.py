@@ -1,6 +1,6 @@
 """Time the cuda backend against cuBLAS and cuDNN (through PyTorch) on a real GPU.
 
-    python -m fastcnn.backends.cuda.bench [--quick] [--data DIR]
+    python -m fastcnn.backends.cuda.bench [--quick] [--pool] [--data DIR]
 
 The speed targets of issue 5, each checked against PyTorch on the same GPU and
 the same arrays (PyTorch's CUDA tensors go to fastcnn without a copy):
@@ -11,6 +11,9 @@ the same arrays (PyTorch's CUDA tensors go to fastcnn without a copy):
   2x cuDNN's time.
 - an epoch of the seed MNIST CNN (conv 1->8, pool, conv 8->16, pool, linear
   784->10; batch 64, SGD with momentum; 8,000 digits): at most 1.5x PyTorch.
+
+Run it with and without --pool: Numba's own allocator frees memory with
+cuMemFree, which waits for the GPU; the pool does not (see memory.py).
 
 TF32 is switched off in PyTorch: both sides do IEEE float32 arithmetic. GPU
 times come from CUDA events around many calls, after a warm-up (the first call
@@ -30,6 +33,7 @@ import fastcnn.functional as F
 
 from . import gemm
 from ._arrays import asarray, to_device
+from .memory import use_memory_pool
 
 
 def gpu_seconds(fn, repeat, warmup=2):
@@ -249,11 +253,15 @@ def bench_seed_cnn(torch, data, epochs):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and epochs")
+    parser.add_argument("--pool", action="store_true",
+                        help="allocate from CUDA's stream-ordered pool (memory.use_memory_pool)")
     parser.add_argument("--data", default="../shared/data/mnist",
                         help="directory with the MNIST IDX files (default: %(default)s)")
     args = parser.parse_args(argv)
     if config.ENABLE_CUDASIM or not cuda.is_available():
         raise SystemExit("bench needs a real GPU (and NUMBA_ENABLE_CUDASIM unset)")
+    if args.pool:
+        use_memory_pool()
     device = cuda.get_current_device()
     print(f"GPU: {device.name.decode() if isinstance(device.name, bytes) else device.name}, "
           f"compute capability {device.compute_capability}")
