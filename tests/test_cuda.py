@@ -20,18 +20,19 @@ from fastcnn.backends.cuda import _jit, conv, gemm  # noqa: E402
 ON_SIMULATOR = _jit.SIMULATOR
 
 
-def _python(code, **env):
-    """Run code in a fresh interpreter (numba reads its settings once, at import)."""
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=600)
+def _run(args, cwd, **env):
+    """python args in a fresh interpreter (numba reads its settings once, at import),
+    started in cwd (an empty directory: from the checkout, its fastcnn sources would
+    shadow the installed package and its compiled kernels)."""
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=900, cwd=cwd)
 
 
-def test_every_kernel_compiles_for_a_gpu():
+def test_every_kernel_compiles_for_a_gpu(tmp_path):
     """compile_ptx for sm_80, float32 and float64, every kernel and GEMM tile shape,
     with the simulator off (no GPU needed); float32 kernels free of float64."""
-    done = subprocess.run([sys.executable, "-m", "fastcnn.backends.cuda.compile_check"],
-                          capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "NUMBA_ENABLE_CUDASIM": "0"})
+    done = _run(["-m", "fastcnn.backends.cuda.compile_check"], tmp_path,
+                NUMBA_ENABLE_CUDASIM="0")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "compilations of" in done.stdout
 
@@ -176,24 +177,42 @@ def test_a_training_step_copies_only_the_loss_and_the_label_check(monkeypatch):
     assert len(copies) == 4, copies
 
 
-def test_without_numba_cuda_the_error_says_what_to_install():
-    done = _python("import sys; sys.modules['numba_cuda'] = None\n"
-                   "import fastcnn, numpy as np, fastcnn.functional as F\n"
-                   "F.relu(np.ones(3))\n"
-                   "try:\n    import fastcnn.backends.cuda\n"
-                   "except ImportError as e:\n    print(e)\n")
+WITHOUT_NUMBA_CUDA = """
+import sys
+sys.modules["numba_cuda"] = None   # as if not installed
+import numpy as np
+import fastcnn.functional as F
+F.relu(np.ones(3))                 # everything CPU still works
+try:
+    import fastcnn.backends.cuda
+except ImportError as e:
+    print(e)
+"""
+
+WITHOUT_A_GPU = """
+import numpy as np
+from numba import cuda
+import fastcnn
+from fastcnn.backends.cuda import use_memory_pool
+use_memory_pool()                  # Numba accepts the pool as its memory manager
+if cuda.is_available():
+    print("has a GPU")
+    raise SystemExit
+try:
+    fastcnn.to_device(np.ones(3))
+except RuntimeError as e:
+    print(e)
+"""
+
+
+def test_without_numba_cuda_the_error_says_what_to_install(tmp_path):
+    done = _run(["-c", WITHOUT_NUMBA_CUDA], tmp_path)
     assert done.returncode == 0, done.stderr
     assert 'pip install "fastcnn[gpu]"' in done.stdout and "gpu-cu12" in done.stdout
 
 
-def test_without_a_gpu_the_error_says_so():
-    done = _python("import numpy as np, fastcnn\n"
-                   "from numba import cuda\n"
-                   "from fastcnn.backends.cuda import use_memory_pool\n"
-                   "use_memory_pool()   # accepted by Numba as a memory manager\n"
-                   "if cuda.is_available(): print('has a GPU'); raise SystemExit\n"
-                   "try:\n    fastcnn.to_device(np.ones(3))\n"
-                   "except RuntimeError as e:\n    print(e)\n", NUMBA_ENABLE_CUDASIM="0")
+def test_without_a_gpu_the_error_says_so(tmp_path):
+    done = _run(["-c", WITHOUT_A_GPU], tmp_path, NUMBA_ENABLE_CUDASIM="0")
     assert done.returncode == 0, done.stderr
     if "has a GPU" in done.stdout:
         pytest.skip("this machine has a GPU")
