@@ -1,7 +1,8 @@
 """fastcnn: a compiled convolutional-network engine you can read end to end."""
 
-from . import functional
+from . import data, functional, init, nn, optim
 from ._kernels.threads import get_num_threads, set_num_threads
 from .backends import to_device, to_host
+from .model import Sequential, load
 
 __version__ = "0.1.0"

@@ -28,7 +28,8 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 def _backend(op, backend, arrays):
     """The backend module for these arrays: the one named, else where the arrays live."""
     gpu = [name for name, a in arrays.items() if a is not None and backends.on_gpu(a)]
-    host = [name for name, a in arrays.items() if a is not None and not backends.on_gpu(a)]
+    host = [name for name, a in arrays.items()   # arrays, not other objects (their own error)
+            if a is not None and not backends.on_gpu(a) and hasattr(a, "shape")]
     if backend is None:
         if gpu and host:
             raise ValueError(f"{op}: mixed devices: {', '.join(gpu)} on the GPU but "
@@ -51,13 +52,13 @@ def _floats(op, be, **arrays):
         if a is None:
             out.append(None)
             continue
+        if _dtype(a) not in FLOAT_DTYPES:   # before moving a: named alike on every backend
+            shape = f" ({name}.shape={tuple(a.shape)})" if hasattr(a, "shape") else ""
+            raise TypeError(f"{op}: {name} must be float32 or float64, got {_dtype(a)}{shape}")
         try:
             a = be.asarray(a)
         except (TypeError, ValueError) as e:
             raise TypeError(f"{op}: {name} is not an array ({type(a).__name__}): {e}") from None
-        if a.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"{op}: {name} must be float32 or float64, got {a.dtype} "
-                            f"({name}.shape={tuple(a.shape)})")
         if dtype is None:
             dtype, first = a.dtype, name
         elif a.dtype != dtype:
@@ -65,6 +66,21 @@ def _floats(op, be, **arrays):
                             f"all arrays must share one dtype")
         out.append(a)
     return out
+
+
+def _dtype(a):
+    """a's element type as a NumPy dtype, without converting a: also for the CUDA arrays
+    of other libraries (a PyTorch dtype is not a NumPy one) and for plain Python data."""
+    dtype = getattr(a, "dtype", None)
+    if isinstance(dtype, np.dtype):
+        return dtype
+    interface = getattr(a, "__cuda_array_interface__", None)
+    if interface is not None:
+        return np.dtype(interface["typestr"])
+    try:
+        return np.asarray(a).dtype
+    except (TypeError, ValueError):   # not array-like at all (a ragged list)
+        return np.dtype(object)
 
 
 def _integers(op, be, name, a):
@@ -117,11 +133,13 @@ def _out(op, be, out, shape, dtype, name="out"):
     """Check an out= array: right device, shape, dtype and C-contiguous."""
     if out is None:
         return None
-    if be.DEVICE != ("cuda" if backends.on_gpu(out) else "cpu") or not hasattr(out, "shape"):
+    if not hasattr(out, "shape"):
         raise TypeError(f"{op}: {name} must be an array on {be.DEVICE}, got {type(out).__name__}")
-    if tuple(out.shape) != tuple(shape) or out.dtype != dtype:
+    if tuple(out.shape) != tuple(shape) or _dtype(out) != dtype:
         raise ValueError(f"{op}: {name} must have shape {tuple(shape)} and dtype {dtype}, "
-                         f"got shape {tuple(out.shape)} and dtype {out.dtype}")
+                         f"got shape {tuple(out.shape)} and dtype {_dtype(out)}")
+    if be.DEVICE != ("cuda" if backends.on_gpu(out) else "cpu"):
+        raise TypeError(f"{op}: {name} must be an array on {be.DEVICE}, got {type(out).__name__}")
     if not _c_contiguous(out):
         raise ValueError(f"{op}: {name} must be C-contiguous")
     return out
@@ -141,7 +159,17 @@ def _c_contiguous(a):
     flags = getattr(a, "flags", None)
     if flags is not None:
         return bool(flags["C_CONTIGUOUS"])
-    return a.is_c_contiguous()
+    # Other libraries' CUDA arrays (PyTorch): from the interface; axes of length 1
+    # may have any stride.
+    interface = a.__cuda_array_interface__
+    if interface.get("strides") is None:
+        return True
+    expected = np.dtype(interface["typestr"]).itemsize
+    for size, stride in reversed(list(zip(interface["shape"], interface["strides"]))):
+        if size > 1 and stride != expected:
+            return False
+        expected *= size
+    return True
 
 
 def _conv_out(op, size, kernel, stride, padding, dilation, what):
@@ -586,9 +614,9 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, momentum=0.1
         raise ValueError(f"{op}: give both running_mean and running_var, or neither")
     for name in ("running_mean", "running_var"):
         a = stats[name]
-        if a is not None and (a.dtype != x.dtype or not _c_contiguous(a)):
+        if a is not None and (_dtype(a) != x.dtype or not _c_contiguous(a)):
             raise TypeError(f"{op}: {name} is updated in place, so it must be a contiguous "
-                            f"{x.dtype} array, got {a.dtype}")
+                            f"{x.dtype} array, got {_dtype(a)}")
     count = x.size // c if c else 0
     if training and count < 2:
         raise ValueError(f"{op}: training needs more than one value per channel "
@@ -720,7 +748,8 @@ def _step_arrays(op, backend, param, grad, **state):
     for name, a in arrays.items():
         if a is None:
             continue
-        if not hasattr(a, "dtype") or a.dtype not in FLOAT_DTYPES or a.dtype != param.dtype:
+        dtype = _dtype(a) if hasattr(a, "dtype") else None
+        if dtype not in FLOAT_DTYPES or dtype != _dtype(param):
             raise TypeError(f"{op}: {name} must be a float array of param's dtype "
                             f"({getattr(param, 'dtype', None)}), got {getattr(a, 'dtype', a)}")
         if tuple(a.shape) != tuple(param.shape):

@@ -14,12 +14,14 @@ one dtype, pairs are (h, w) tuples, output sizes are positive.
 import numpy as np
 
 from cython.parallel cimport parallel, prange, threadid
-from libc.string cimport memcpy, memset
+from libc.string cimport memset
 from openmp cimport omp_get_max_threads
 
 from blas cimport gemm, real
 
+from fastcnn._kernels import winograd
 from fastcnn._kernels.blas_threads import single_threaded_blas
+from fastcnn._kernels.workspace import workspace
 
 
 cdef struct Geometry:
@@ -40,87 +42,107 @@ cdef Geometry geometry(tuple shape, tuple kernel_size, tuple stride, tuple paddi
     return g
 
 
-cdef inline int first_inside(int offset, int stride) noexcept nogil:
-    """The first output index o with o * stride + offset >= 0."""
-    return 0 if offset >= 0 else (-offset + stride - 1) // stride
+cdef inline void inside(int offset, int stride, int size, int n_out, int* lo, int* hi) noexcept nogil:
+    """The outputs o in [lo, hi) of n_out whose tap lands inside the image: 0 <= o*stride + offset < size."""
+    lo[0] = 0 if offset >= 0 else min((-offset + stride - 1) // stride, n_out)
+    hi[0] = 0 if size - offset <= 0 else min((size - offset + stride - 1) // stride, n_out)
+    hi[0] = max(hi[0], lo[0])
 
 
-cdef inline void window_columns(const Geometry* g, int j, int* lo, int* hi) noexcept nogil:
-    """The output columns [lo, hi) whose tap j lands inside the image (not in padding)."""
-    cdef int offset = j * g.dw - g.pw
-    lo[0] = min(first_inside(offset, g.sw), g.ow)
-    hi[0] = max(min(first_inside(offset - g.w, g.sw), g.ow), lo[0])
+cdef inline bint runs_are_contiguous(const Geometry* g) noexcept nogil:
+    """Unit strides and OW == W ('same' convolutions): each tap's block of the column
+    matrix is then one contiguous run of the input plane, shifted, except for the
+    entries that wrap around into the padding."""
+    return g.sh == 1 and g.sw == 1 and g.ow == g.w
 
 
-cdef void im2col_image(const real* x, const Geometry* g, real* cols) noexcept nogil:
-    """cols[(c, i, j), (oh, ow)] = x[c, oh*sh - ph + i*dh, ow*sw - pw + j*dw], 0 in the padding."""
-    cdef int c, i, j, o, ih, lo, hi, k
-    cdef Py_ssize_t plane = g.oh * g.ow
-    cdef real* row
+cdef void im2col_image(const real* x, Geometry g, real* cols) noexcept nogil:
+    """cols[(c, i, j), (oh, ow)] = x[c, oh*sh - ph + i*dh, ow*sw - pw + j*dw], 0 in the padding.
+
+    Output rows are short (14 for MNIST), so per row we use plain loops the
+    compiler vectorises rather than memcpy calls; g is passed by value so no
+    store can alias it.
+    """
+    cdef int c, i, j, o, ih, r0, r1, lo, hi, ow = g.ow, sw = g.sw, plane = g.oh * g.ow
+    cdef Py_ssize_t t
+    cdef real* dst = cols
     cdef const real* src
     for c in range(g.c):
         for i in range(g.kh):
+            inside(i * g.dh - g.ph, g.sh, g.h, g.oh, &r0, &r1)
             for j in range(g.kw):
-                window_columns(g, j, &lo, &hi)
-                row = cols + ((c * g.kh + i) * g.kw + j) * plane
+                inside(j * g.dw - g.pw, g.sw, g.w, g.ow, &lo, &hi)
+                if runs_are_contiguous(&g) and r1 > r0 and hi > lo:
+                    # One shifted copy of the whole run, then zero what wrapped.
+                    src = x + (c * g.h + i * g.dh - g.ph) * g.w + j * g.dw - g.pw
+                    for t in range(r0 * ow + lo):
+                        dst[t] = 0
+                    for t in range(r0 * ow + lo, (r1 - 1) * ow + hi):
+                        dst[t] = src[t]
+                    for t in range((r1 - 1) * ow + hi, plane):
+                        dst[t] = 0
+                    for o in range(r0, r1 - 1):
+                        for t in range(o * ow + hi, (o + 1) * ow + lo):
+                            dst[t] = 0
+                    dst += plane
+                    continue
                 for o in range(g.oh):
                     ih = o * g.sh - g.ph + i * g.dh
-                    if ih < 0 or ih >= g.h:
-                        memset(row + o * g.ow, 0, g.ow * sizeof(real))
-                        continue
-                    # src[k] is the pixel output column k sees, for k in [lo, hi).
-                    src = x + (c * g.h + ih) * g.w + j * g.dw - g.pw
-                    memset(row + o * g.ow, 0, lo * sizeof(real))
-                    if g.sw == 1:
-                        memcpy(row + o * g.ow + lo, src + lo, (hi - lo) * sizeof(real))
+                    if o < r0 or o >= r1:
+                        for t in range(ow):
+                            dst[t] = 0
                     else:
-                        for k in range(lo, hi):
-                            row[o * g.ow + k] = src[k * g.sw]
-                    memset(row + o * g.ow + hi, 0, (g.ow - hi) * sizeof(real))
+                        # src[k * sw] is the pixel output column k sees, for k in [lo, hi).
+                        src = x + (c * g.h + ih) * g.w + j * g.dw - g.pw
+                        for t in range(lo):
+                            dst[t] = 0
+                        if sw == 1:
+                            for t in range(lo, hi):
+                                dst[t] = src[t]
+                        else:
+                            for t in range(lo, hi):
+                                dst[t] = src[t * sw]
+                        for t in range(hi, ow):
+                            dst[t] = 0
+                    dst += ow
 
 
-cdef void col2im_image(const real* cols, const Geometry* g, real* x) noexcept nogil:
-    """The adjoint of im2col_image: x = sum of the column entries taken from each pixel."""
-    cdef int c, i, j, o, ih, lo, hi, k
-    cdef Py_ssize_t plane = g.oh * g.ow
-    cdef const real* row
+cdef void col2im_image(real* cols, Geometry g, real* x, bint clobber) noexcept nogil:
+    """The adjoint of im2col_image: x = sum of the column entries taken from each pixel.
+
+    With clobber, cols is scratch: its entries that wrap into the padding are
+    zeroed so that contiguous runs can be added in one go.
+    """
+    cdef int c, i, j, o, ih, r0, r1, lo, hi, ow = g.ow, sw = g.sw, plane = g.oh * g.ow
+    cdef Py_ssize_t t
+    cdef real* row = cols
     cdef real* dst
     memset(x, 0, g.c * g.h * g.w * sizeof(real))
     for c in range(g.c):
         for i in range(g.kh):
+            inside(i * g.dh - g.ph, g.sh, g.h, g.oh, &r0, &r1)
             for j in range(g.kw):
-                window_columns(g, j, &lo, &hi)
-                row = cols + ((c * g.kh + i) * g.kw + j) * plane
+                inside(j * g.dw - g.pw, g.sw, g.w, g.ow, &lo, &hi)
+                if clobber and runs_are_contiguous(&g) and r1 > r0 and hi > lo:
+                    for o in range(r0, r1 - 1):
+                        for t in range(o * ow + hi, (o + 1) * ow + lo):
+                            row[t] = 0
+                    dst = x + (c * g.h + i * g.dh - g.ph) * g.w + j * g.dw - g.pw
+                    for t in range(r0 * ow + lo, (r1 - 1) * ow + hi):
+                        dst[t] += row[t]
+                    row += plane
+                    continue
                 for o in range(g.oh):
-                    ih = o * g.sh - g.ph + i * g.dh
-                    if ih < 0 or ih >= g.h:
-                        continue
-                    dst = x + (c * g.h + ih) * g.w + j * g.dw - g.pw
-                    if g.sw == 1:
-                        for k in range(lo, hi):
-                            dst[k] += row[o * g.ow + k]
-                    else:
-                        for k in range(lo, hi):
-                            dst[k * g.sw] += row[o * g.ow + k]
-
-
-# ---------------------------------------------------------------- workspace
-# Buffers are handed out and taken back, so concurrent callers never share one
-# and a training loop reuses the same memory instead of faulting in new pages.
-
-_free_workspaces = []
-
-
-cdef object take_workspace(Py_ssize_t nbytes):
-    while _free_workspaces:
-        buf = _free_workspaces.pop()
-        if buf.nbytes >= nbytes:
-            return buf
-    return np.empty(max(nbytes, 64), np.uint8)
-
-
-cdef void give_workspace(object buf):
-    _free_workspaces.append(buf)
+                    if o >= r0 and o < r1:
+                        ih = o * g.sh - g.ph + i * g.dh
+                        dst = x + (c * g.h + ih) * g.w + j * g.dw - g.pw
+                        if sw == 1:
+                            for t in range(lo, hi):
+                                dst[t] += row[t]
+                        else:
+                            for t in range(lo, hi):
+                                dst[t * sw] += row[t]
+                    row += ow
 
 
 # ---------------------------------------------------------------- im2col / col2im
@@ -129,13 +151,13 @@ cdef void give_workspace(object buf):
 cdef void _im2col(const real[:, :, :, ::1] x, real[:, :, ::1] cols, Geometry g) noexcept nogil:
     cdef Py_ssize_t n
     for n in prange(x.shape[0], schedule="static"):
-        im2col_image(&x[n, 0, 0, 0], &g, &cols[n, 0, 0])
+        im2col_image(&x[n, 0, 0, 0], g, &cols[n, 0, 0])
 
 
 cdef void _col2im(const real[:, :, ::1] cols, real[:, :, :, ::1] x, Geometry g) noexcept nogil:
     cdef Py_ssize_t n
-    for n in prange(x.shape[0], schedule="static"):
-        col2im_image(&cols[n, 0, 0], &g, &x[n, 0, 0, 0])
+    for n in prange(x.shape[0], schedule="static"):   # cols is the caller's: no clobbering
+        col2im_image(<real*>&cols[n, 0, 0], g, &x[n, 0, 0, 0], False)
 
 
 def im2col(x, kernel_size, stride, padding, dilation, *, out=None):
@@ -184,7 +206,7 @@ cdef void _conv2d(const real[:, :, :, ::1] x, const real[:, :, :, ::1] weight,
             cols = <real*>&x[n, 0, 0, 0]
         else:
             cols = workspace + threadid() * per_thread
-            im2col_image(&x[n, 0, 0, 0], &g, cols)
+            im2col_image(&x[n, 0, 0, 0], g, cols)
         beta = 0
         if has_bias:
             beta = 1
@@ -197,19 +219,18 @@ cdef void _conv2d(const real[:, :, :, ::1] x, const real[:, :, :, ::1] weight,
 
 
 def conv2d(x, weight, bias, stride, padding, dilation, *, out=None):
+    if winograd.applies(x.shape, weight.shape, stride, padding, dilation):
+        return winograd.conv2d(x, weight, bias, padding, out=out)
     cdef Geometry g = geometry(x.shape, weight.shape[2:], stride, padding, dilation)
     y = out if out is not None else np.empty((x.shape[0], weight.shape[0], g.oh, g.ow), x.dtype)
     cdef Py_ssize_t per_thread = 0 if is_pointwise(&g) else g.c * g.kh * g.kw * g.oh * g.ow
-    ws = take_workspace(omp_get_max_threads() * per_thread * x.itemsize)
-    cdef Py_ssize_t data = ws.ctypes.data
-    try:
-        with single_threaded_blas():
-            if x.dtype == np.float32:
-                _conv2d[float](x, weight, bias, y, g, <float*>data, per_thread)
-            else:
-                _conv2d[double](x, weight, bias, y, g, <double*>data, per_thread)
-    finally:
-        give_workspace(ws)
+    cdef Py_ssize_t data
+    with workspace(omp_get_max_threads() * per_thread, x.dtype) as ws, single_threaded_blas():
+        data = ws.ctypes.data
+        if x.dtype == np.float32:
+            _conv2d[float](x, weight, bias, y, g, <float*>data, per_thread)
+        else:
+            _conv2d[double](x, weight, bias, y, g, <double*>data, per_thread)
     return y
 
 
@@ -240,7 +261,7 @@ cdef void _conv2d_backward(const real[:, :, :, ::1] dy, const real[:, :, :, ::1]
             cols = <real*>&x[n, 0, 0, 0]
         else:
             cols = ws
-            im2col_image(&x[n, 0, 0, 0], &g, cols)
+            im2col_image(&x[n, 0, 0, 0], g, cols)
         # dweight += dy[n] (K x P) . cols^T (P x C*kh*kw)
         gemm(False, True, k, ckk, plane, <real>1, dyn, plane, cols, plane, <real>1, dw_t, ckk)
         for o in range(k):
@@ -256,7 +277,7 @@ cdef void _conv2d_backward(const real[:, :, :, ::1] dy, const real[:, :, :, ::1]
             else:
                 gemm(True, False, ckk, plane, k, <real>1, &weight[0, 0, 0, 0], ckk, dyn, plane,
                      <real>0, cols, plane)
-                col2im_image(cols, &g, &dx[n, 0, 0, 0])
+                col2im_image(cols, g, &dx[n, 0, 0, 0], True)
     # Sum the threads' partial gradients.
     cdef real* dw = &dweight[0, 0, 0, 0]
     memset(dw, 0, k * ckk * sizeof(real))
@@ -270,7 +291,6 @@ cdef void _conv2d_backward(const real[:, :, :, ::1] dy, const real[:, :, :, ::1]
 
 
 def conv2d_backward(dy, x, weight, stride, padding, dilation, need_dx, *, out=None):
-    cdef Geometry g = geometry(x.shape, weight.shape[2:], stride, padding, dilation)
     dx, dweight, dbias = out if out is not None else (None, None, None)
     if need_dx and dx is None:
         dx = np.empty(x.shape, x.dtype)
@@ -278,19 +298,22 @@ def conv2d_backward(dy, x, weight, stride, padding, dilation, need_dx, *, out=No
         dweight = np.empty(weight.shape, x.dtype)
     if dbias is None:
         dbias = np.empty(weight.shape[0], x.dtype)
+    if winograd.applies(x.shape, weight.shape, stride, padding, dilation):
+        if need_dx:   # dx of a 3x3 stride-1 conv is itself such a conv
+            winograd.conv2d_input_grad(dy, weight, padding, out=dx)
+        winograd.weight_grad(dy, x, padding, out=(dweight, dbias))
+        return (dx if need_dx else None), dweight, dbias
+    cdef Geometry g = geometry(x.shape, weight.shape[2:], stride, padding, dilation)
     cdef int k = weight.shape[0], ckk = g.c * g.kh * g.kw
     cdef int nthreads = min(omp_get_max_threads(), x.shape[0])
     cdef Py_ssize_t per_thread = (0 if is_pointwise(&g) else ckk * g.oh * g.ow) + k * ckk + k
-    ws = take_workspace(nthreads * per_thread * x.itemsize)
-    cdef Py_ssize_t data = ws.ctypes.data
-    try:
-        with single_threaded_blas():
-            if x.dtype == np.float32:
-                _conv2d_backward[float](dy, x, weight, dx, dweight, dbias, g, need_dx,
-                                        <float*>data, per_thread, nthreads)
-            else:
-                _conv2d_backward[double](dy, x, weight, dx, dweight, dbias, g, need_dx,
-                                         <double*>data, per_thread, nthreads)
-    finally:
-        give_workspace(ws)
+    cdef Py_ssize_t data
+    with workspace(nthreads * per_thread, x.dtype) as ws, single_threaded_blas():
+        data = ws.ctypes.data
+        if x.dtype == np.float32:
+            _conv2d_backward[float](dy, x, weight, dx, dweight, dbias, g, need_dx,
+                                    <float*>data, per_thread, nthreads)
+        else:
+            _conv2d_backward[double](dy, x, weight, dx, dweight, dbias, g, need_dx,
+                                     <double*>data, per_thread, nthreads)
     return (dx if need_dx else None), dweight, dbias

@@ -1,19 +1,46 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Compiled matmul and linear layer, forward and backward: one BLAS gemm each.
+"""Compiled matmul and linear layer, forward and backward: one gemm each.
 
-These gemms are large, so BLAS runs them with its own threads.
+Like the conv kernels, these keep BLAS on one thread and split the work over
+the OpenMP threads themselves (each thread computes a block of the output), so
+fastcnn.set_num_threads governs every kernel and two thread pools never
+compete for the cores.
 """
 
 import numpy as np
 
+from cython.parallel cimport prange
 from libc.string cimport memcpy
+from openmp cimport omp_get_max_threads
 
 from blas cimport gemm, real
+
+from fastcnn._kernels.blas_threads import single_threaded_blas
+
+
+cdef void parallel_gemm(bint trans_a, bint trans_b, int m, int n, int k, const real* a,
+                        int lda, const real* b, int ldb, real beta, real* c,
+                        int ldc) noexcept nogil:
+    """C = op(A) op(B) + beta C (row-major), the output cut into one block per thread
+    along its longer side."""
+    cdef int parts = max(1, min(omp_get_max_threads(), max(m, n) // 32)), p, lo, hi
+    cdef bint by_rows = m >= n
+    cdef int length = m if by_rows else n
+    for p in prange(parts, schedule="static", num_threads=parts):
+        lo, hi = <int>((<long>length * p) // parts), <int>((<long>length * (p + 1)) // parts)
+        if hi <= lo:
+            continue
+        if by_rows:   # rows [lo, hi) of C need rows [lo, hi) of op(A)
+            gemm(trans_a, trans_b, hi - lo, n, k, <real>1, a + (lo if trans_a else lo * lda),
+                 lda, b, ldb, beta, c + lo * ldc, ldc)
+        else:         # columns [lo, hi) of C need columns [lo, hi) of op(B)
+            gemm(trans_a, trans_b, m, hi - lo, k, <real>1, a, lda,
+                 b + (lo * ldb if trans_b else lo), ldb, beta, c + lo, ldc)
 
 
 cdef void _matmul(const real[:, ::1] a, const real[:, ::1] b, real[:, ::1] c) noexcept nogil:
     cdef int m = a.shape[0], k = a.shape[1], n = b.shape[1]
-    gemm(False, False, m, n, k, <real>1, &a[0, 0], k, &b[0, 0], n, <real>0, &c[0, 0], n)
+    parallel_gemm(False, False, m, n, k, &a[0, 0], k, &b[0, 0], n, <real>0, &c[0, 0], n)
 
 
 def matmul(a, b, *, out=None):
@@ -22,10 +49,12 @@ def matmul(a, b, *, out=None):
         return c
     if a.shape[1] == 0:
         c[...] = 0
-    elif a.dtype == np.float32:
-        _matmul[float](a, b, c)
-    else:
-        _matmul[double](a, b, c)
+        return c
+    with single_threaded_blas():
+        if a.dtype == np.float32:
+            _matmul[float](a, b, c)
+        else:
+            _matmul[double](a, b, c)
     return c
 
 
@@ -38,18 +67,20 @@ cdef void _linear(const real[:, ::1] x, const real[:, ::1] weight, const real[::
         for r in range(n):
             memcpy(&y[r, 0], &bias[0], fout * sizeof(real))
     # y (N x out) = x (N x in) . W^T (in x out) [+ bias]
-    gemm(False, True, n, fout, fin, <real>1, &x[0, 0], fin, &weight[0, 0], fin, beta,
-         &y[0, 0], fout)
+    parallel_gemm(False, True, n, fout, fin, &x[0, 0], fin, &weight[0, 0], fin, beta,
+                  &y[0, 0], fout)
 
 
 def linear(x, weight, bias, *, out=None):
     y = out if out is not None else np.empty((x.shape[0], weight.shape[0]), x.dtype)
     if x.shape[1] == 0:
         y[...] = 0 if bias is None else bias
-    elif x.dtype == np.float32:
-        _linear[float](x, weight, bias, y)
-    else:
-        _linear[double](x, weight, bias, y)
+        return y
+    with single_threaded_blas():
+        if x.dtype == np.float32:
+            _linear[float](x, weight, bias, y)
+        else:
+            _linear[double](x, weight, bias, y)
     return y
 
 
@@ -58,11 +89,11 @@ cdef void _linear_backward(const real[:, ::1] dy, const real[:, ::1] x,
                            real[::1] dbias) noexcept nogil:
     cdef int n = x.shape[0], fin = x.shape[1], fout = weight.shape[0], r, o
     # dx (N x in) = dy (N x out) . W (out x in)
-    gemm(False, False, n, fin, fout, <real>1, &dy[0, 0], fout, &weight[0, 0], fin, <real>0,
-         &dx[0, 0], fin)
+    parallel_gemm(False, False, n, fin, fout, &dy[0, 0], fout, &weight[0, 0], fin, <real>0,
+                  &dx[0, 0], fin)
     # dW (out x in) = dy^T (out x N) . x (N x in)
-    gemm(True, False, fout, fin, n, <real>1, &dy[0, 0], fout, &x[0, 0], fin, <real>0,
-         &dweight[0, 0], fin)
+    parallel_gemm(True, False, fout, fin, n, &dy[0, 0], fout, &x[0, 0], fin, <real>0,
+                  &dweight[0, 0], fin)
     for o in range(fout):
         dbias[o] = 0
     for r in range(n):
@@ -77,8 +108,10 @@ def linear_backward(dy, x, weight, *, out=None):
     dbias = np.empty(weight.shape[0], x.dtype) if dbias is None else dbias
     if x.shape[1] == 0:
         dbias[...] = dy.sum(axis=0)
-    elif x.dtype == np.float32:
-        _linear_backward[float](dy, x, weight, dx, dweight, dbias)
-    else:
-        _linear_backward[double](dy, x, weight, dx, dweight, dbias)
+        return dx, dweight, dbias
+    with single_threaded_blas():
+        if x.dtype == np.float32:
+            _linear_backward[float](dy, x, weight, dx, dweight, dbias)
+        else:
+            _linear_backward[double](dy, x, weight, dx, dweight, dbias)
     return dx, dweight, dbias

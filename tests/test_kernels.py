@@ -2,6 +2,7 @@
 paddings, dilations and both dtypes."""
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -198,3 +199,53 @@ def test_out_arrays_are_written(backend):
     assert_matches(np.asarray(res) if backend != "cuda" else res.copy_to_host(),
                    reference("conv2d", x, w, None), reference("conv2d", np.abs(x), np.abs(w),
                                                               None), x.dtype)
+
+
+@given(data=st.data())
+def test_winograd_3x3_path(backend, data):
+    """3x3 stride-1 convs with >= 16 channels take the cpu backend's Winograd path
+    (forward, dx and dweight); odd sizes cut the last 2x2 tiles, many images span chunks.
+
+    Winograd's transforms mix neighbouring terms, so its rounding error is bounded
+    by the largest term magnitude (normwise), not by each entry's own terms."""
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    n = data.draw(st.sampled_from([1, 3, 40]))
+    c, k = data.draw(st.integers(16, 19)), data.draw(st.integers(16, 19))
+    p = (data.draw(st.integers(0, 2)), data.draw(st.integers(0, 2)))
+    h, w = (data.draw(st.integers(3 - 2 * pad if pad < 1 else 1, 9)) for pad in p)
+    x = array(data.draw, (n, c, h, w), dtype)
+    wt = array(data.draw, (k, c, 3, 3), dtype)
+    b = array(data.draw, (k,), dtype)
+
+    def normwise(bound):
+        return np.full_like(bound, np.abs(bound).max())
+
+    y = run(backend, "conv2d", x, wt, b, padding=p)
+    assert_matches(y, reference("conv2d", x, wt, b, padding=p),
+                   normwise(reference("conv2d", *absolute(x, wt, b), padding=p)), dtype)
+    dy = array(data.draw, y.shape, dtype)
+    got = run(backend, "conv2d_backward", dy, x, wt, padding=p)
+    want = reference("conv2d_backward", dy, x, wt, padding=p)
+    bound = reference("conv2d_backward", *absolute(dy, x, wt), padding=p)
+    for g, wnt, bnd in zip(got, want, bound):
+        assert_matches(g, wnt, normwise(bnd), dtype)
+
+
+@pytest.mark.parametrize("m, k, n", [(150, 7, 20), (9, 30, 130), (70, 1, 70), (64, 33, 65)])
+def test_dense_ops_split_over_threads(backend, m, k, n):
+    """Outputs large enough to be cut into per-thread blocks, along rows or columns."""
+    rng = np.random.default_rng(4)
+    a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+    for dtype in (np.float32, np.float64):
+        a_, b_ = a.astype(dtype), b.astype(dtype)
+        assert_matches(run(backend, "matmul", a_, b_), reference("matmul", a_, b_),
+                       reference("matmul", *absolute(a_, b_)), dtype)
+        w_, bias = b_.T.copy(), rng.standard_normal(n).astype(dtype)
+        assert_matches(run(backend, "linear", a_, w_, bias), reference("linear", a_, w_, bias),
+                       reference("linear", *absolute(a_, w_, bias)), dtype)
+        dy = rng.standard_normal((m, n)).astype(dtype)
+        got = run(backend, "linear_backward", dy, a_, w_)
+        want = reference("linear_backward", dy, a_, w_)
+        bound = reference("linear_backward", *absolute(dy, a_, w_))
+        for g, wnt, bnd in zip(got, want, bound):
+            assert_matches(g, wnt, bnd, dtype)

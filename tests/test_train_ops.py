@@ -216,3 +216,49 @@ def test_optimizer_step_matches_reference(backend, step):
         getattr(F, step)(dev[0], dev[1], *dev[2:], **kwargs, backend=backend)
         for got, w in zip([dev[0]] + list(dev[2:]), want):
             assert_matches(host(got), w, np.abs(w) + 1, dtype)
+
+
+# The compiled cpu loops cut arrays into chunks: these run them over many chunks and a
+# ragged last one (cpu only: the CUDA simulator would take minutes over such arrays).
+@pytest.mark.parametrize("backend", ["cpu"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_on_large_arrays(backend, dtype):
+    """NaN propagates forward and gets no gradient; out may be the input (in place)."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 50_001)).astype(dtype)
+    x[0, :4] = [np.nan, 0.0, -0.0, np.inf]
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    y = run(backend, "relu", x)
+    np.testing.assert_array_equal(y, reference("relu", x).astype(dtype))
+    np.testing.assert_array_equal(run(backend, "relu_backward", dy, y),
+                                  reference("relu_backward", dy, y).astype(dtype))
+    (dev,) = to_backend(backend, x.copy())
+    assert F.relu(dev, out=dev, backend=backend) is dev
+    np.testing.assert_array_equal(host(dev), y)
+
+
+STEP_VARIANTS = [
+    ("sgd_step", ("velocity",), dict(lr=0.1)),
+    ("sgd_step", ("velocity",), dict(lr=0.1, momentum=0.9)),
+    ("sgd_step", ("velocity",), dict(lr=0.1, momentum=0.5, nesterov=True, weight_decay=0.1)),
+    ("adam_step", ("m", "v"), dict(step=1, lr=0.01)),
+    ("adam_step", ("m", "v"), dict(step=7, lr=0.01, beta1=0.8, beta2=0.99, eps=1e-6,
+                                   weight_decay=0.1)),
+]
+
+
+@pytest.mark.parametrize("backend", ["cpu"])
+@pytest.mark.parametrize("step, names, kwargs", STEP_VARIANTS)
+def test_optimizer_steps_on_large_arrays(backend, step, names, kwargs):
+    """Every branch of the steps (momentum or not, Nesterov, weight decay)."""
+    rng = np.random.default_rng(8)
+    for dtype in (np.float32, np.float64):
+        param, grad = (rng.standard_normal((7, 20_011)).astype(dtype) for _ in range(2))
+        states = [rng.uniform(0.1, 1, param.shape).astype(dtype) for _ in names]
+        want = [a.astype(np.float64) for a in [param] + states]
+        getattr(F, step)(want[0], grad.astype(np.float64), *want[1:], **kwargs,
+                         backend="reference")
+        dev = to_backend(backend, param, grad, *states)
+        getattr(F, step)(dev[0], dev[1], *dev[2:], **kwargs, backend=backend)
+        for got, w in zip([dev[0]] + list(dev[2:]), want):
+            assert_matches(host(got), w, np.abs(w) + 1, dtype)

@@ -21,8 +21,9 @@ def get(name):
 
 def on_gpu(a):
     """True for arrays that live in GPU memory (Numba, CuPy, PyTorch CUDA: anything
-    exposing __cuda_array_interface__)."""
-    return hasattr(a, "__cuda_array_interface__")
+    exposing __cuda_array_interface__; also the arrays of Numba's CUDA simulator,
+    which lack the interface but are marked __cuda_ndarray__)."""
+    return hasattr(a, "__cuda_array_interface__") or bool(getattr(a, "__cuda_ndarray__", False))
 
 
 def _of(a):

@@ -1,0 +1,90 @@
+"""What the MNIST examples share: options, the real digits with their fixed split, and the
+training run (progress bar, checkpoint of the best epoch, plot)."""
+
+import argparse
+import time
+from pathlib import Path
+
+import fastcnn
+from fastcnn import init
+from fastcnn.data import (MNIST_MEAN, MNIST_STD, Compose, DataLoader, RandomRotation,
+                          RandomShift, load_mnist, normalize)
+from fastcnn.model import ModelCheckpoint
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def default_data_dir():
+    """../shared/data/mnist beside the repository (or beside a folder above it)."""
+    for folder in [REPO] + list(REPO.parents):
+        candidate = folder.parent / "shared" / "data" / "mnist"
+        if candidate.is_dir():
+            return candidate
+    return REPO.parent / "shared" / "data" / "mnist"
+
+
+def options(description, epochs, batch_size, lr, augment=False):
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--data", type=Path, default=default_data_dir(),
+                    help="folder with MNIST IDX files (t10k-images-idx3-ubyte[.gz], "
+                         "t10k-labels-idx1-ubyte[.gz]); default: %(default)s")
+    ap.add_argument("--kind", default="t10k", help="file prefix: t10k or train")
+    ap.add_argument("--train", type=int, default=8000,
+                    help="the first TRAIN digits train, the rest are held out")
+    ap.add_argument("--epochs", type=int, default=epochs)
+    ap.add_argument("--batch-size", type=int, default=batch_size)
+    ap.add_argument("--lr", type=float, default=lr)
+    ap.add_argument("--augment", action=argparse.BooleanOptionalAction, default=augment,
+                    help="random shifts (2 px) and rotations (10 degrees) of every batch")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads of the compiled kernels (default: all cores)")
+    ap.add_argument("--out", type=Path, default=REPO / "runs",
+                    help="folder for the checkpoint and the plot; default: %(default)s")
+    ap.add_argument("--quiet", action="store_true", help="no progress output")
+    return ap.parse_args()
+
+
+def digits(args):
+    """(train, held_out): (x, y) pairs, x normalised with MNIST's mean and deviation."""
+    x, y = load_mnist(args.data, args.kind)
+    x = normalize(x, MNIST_MEAN, MNIST_STD)
+    if not 0 < args.train < len(x):
+        raise SystemExit(f"--train must be between 1 and {len(x) - 1}, got {args.train}")
+    return (x[:args.train], y[:args.train]), (x[args.train:], y[args.train:])
+
+
+def setup(args):
+    if args.threads:
+        fastcnn.set_num_threads(args.threads)
+    init.seed(args.seed)
+
+
+def train(model, args, name):
+    """Fit on the training digits, report on the held-out ones, save the best epoch and
+    the loss/accuracy plot under args.out."""
+    (x, y), held_out = digits(args)
+    print(f"{len(x):,} training digits, {len(held_out[0]):,} held out, from {args.data}")
+    print(model.summary((1, 28, 28)))
+    augment = Compose([RandomRotation(10), RandomShift(2)]) if args.augment else None
+    batches = DataLoader((x, y), batch_size=args.batch_size, shuffle=True, seed=args.seed,
+                         transform=augment)
+    args.out.mkdir(parents=True, exist_ok=True)
+    checkpoint = args.out / f"{name}.npz"
+    start = time.perf_counter()
+    history = model.fit(batches, epochs=args.epochs, val=held_out, verbose=0 if args.quiet else 1,
+                        callbacks=[ModelCheckpoint(checkpoint, monitor="val_accuracy",
+                                                   save_best_only=True)])
+    elapsed = time.perf_counter() - start
+    accuracy = history["val_accuracy"]
+    best = max(range(len(accuracy)), key=accuracy.__getitem__)
+    print(f"held-out accuracy: {100 * accuracy[-1]:.2f}% after {len(accuracy)} epochs, best "
+          f"{100 * accuracy[best]:.2f}% (epoch {best + 1}); {elapsed:.0f} s in all, "
+          f"{sum(history['time']) / len(accuracy):.1f} s per training epoch")
+    print(f"best epoch's model: {checkpoint}")
+    try:
+        history.plot(args.out / f"{name}.png")
+        print(f"loss and accuracy plot: {args.out / (name + '.png')}")
+    except ImportError as e:
+        print(f"no plot: {e}")
+    return history

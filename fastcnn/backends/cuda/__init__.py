@@ -1,0 +1,43 @@
+"""The cuda backend: every op as Numba CUDA kernels, on device arrays.
+
+Same op names, signatures and results as ``reference.py``; arrays in and out
+are Numba device arrays (CuPy arrays and PyTorch CUDA tensors are accepted as
+they are, through ``__cuda_array_interface__``). Data stays on the GPU: no op
+copies to the host, except a loss's value and count_correct's count (one small
+copy each) and the range check of index arrays (see ``check_indices``).
+
+Modules: ``gemm`` (the one matrix-product kernel: matmul, linear, the conv
+products), ``conv`` (im2col/col2im around it), ``pool``, ``activations``,
+``reduce`` (bias sums, batch norm), ``losses``, ``optim``; ``_jit`` says how a
+kernel is written once for float32 and float64; ``compile_check`` compiles all
+of them for a real GPU; ``bench`` times them against cuBLAS/cuDNN/PyTorch;
+``memory`` offers CUDA's stream-ordered memory pool in place of Numba's
+allocator (``use_memory_pool()``).
+
+Without a GPU, set ``NUMBA_ENABLE_CUDASIM=1`` before numba is imported to run
+the kernels on Numba's CUDA simulator (slow: for tests).
+"""
+
+try:
+    import numba_cuda  # noqa: F401  (numba's own numba.cuda is deprecated and not enough)
+except ImportError:
+    raise ImportError(
+        'the cuda backend needs numba-cuda: pip install "fastcnn[gpu]" (CUDA 13 drivers), '
+        'or pip install "fastcnn[gpu-cu12]" for drivers older than CUDA 13') from None
+
+from ._arrays import (DEVICE, asarray, check_indices, empty, is_array, to_device,  # noqa: F401
+                      to_host, zeros)
+from .activations import (dropout, dropout_backward, elu, elu_backward,  # noqa: F401
+                          leaky_relu, leaky_relu_backward, maxout, maxout_backward, relu,
+                          relu_backward, sigmoid, sigmoid_backward, softmax, softmax_backward,
+                          tanh, tanh_backward)
+from .conv import col2im, conv2d, conv2d_backward, im2col  # noqa: F401
+from .gemm import linear, linear_backward, matmul  # noqa: F401
+from .memory import use_memory_pool  # noqa: F401
+from .losses import (bce, bce_backward, bce_with_logits, bce_with_logits_backward,  # noqa: F401
+                     count_correct, mse, mse_backward, softmax_cross_entropy,
+                     softmax_cross_entropy_backward)
+from .optim import adadelta_step, adagrad_step, adam_step, rmsprop_step, sgd_step  # noqa: F401
+from .pool import (avg_pool2d, avg_pool2d_backward, max_pool2d,  # noqa: F401
+                   max_pool2d_backward, upsample_nearest2d, upsample_nearest2d_backward)
+from .reduce import batch_norm, batch_norm_backward  # noqa: F401

@@ -1,0 +1,253 @@
+"""What is particular to the cuda backend (its ops are tested with the others,
+through the backend fixtures): compilation for a real GPU, the GEMM's GPU tile
+shapes, the bounded conv workspace, other libraries' CUDA arrays, no copies to
+the host, and the errors without numba-cuda or without a GPU."""
+
+import inspect
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastcnn.functional as F
+from helpers import assert_matches, host, reference, to_backend
+
+cuda_backend = pytest.importorskip("fastcnn.backends.cuda", reason="numba-cuda not installed")
+from fastcnn.backends.cuda import _jit, conv, gemm  # noqa: E402
+
+ON_SIMULATOR = _jit.SIMULATOR
+
+
+def _run(args, cwd, **env):
+    """python args in a fresh interpreter (numba reads its settings once, at import),
+    started in cwd (an empty directory: from the checkout, its fastcnn sources would
+    shadow the installed package and its compiled kernels)."""
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=900, cwd=cwd)
+
+
+def test_every_kernel_compiles_for_a_gpu(tmp_path):
+    """compile_ptx for sm_80, float32 and float64, every kernel and GEMM tile shape,
+    with the simulator off (no GPU needed); float32 kernels free of float64."""
+    done = _run(["-m", "fastcnn.backends.cuda.compile_check"], tmp_path,
+                NUMBA_ENABLE_CUDASIM="0")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "compilations of" in done.stdout
+
+
+def test_same_ops_and_signatures_as_the_reference():
+    from fastcnn.backends import reference
+    ops = [name for name, f in vars(reference).items() if inspect.isfunction(f)
+           and f.__module__ == reference.__name__ and not name.startswith("_")
+           and name not in ("conv_output_size", "dropout_threshold")]
+    for name in ops:
+        assert inspect.signature(getattr(cuda_backend, name)) == \
+            inspect.signature(getattr(reference, name)), name
+
+
+@pytest.mark.skipif(not ON_SIMULATOR, reason="the simulator shrinks the GEMM's thread block")
+@pytest.mark.parametrize("r_m, r_n", [(r_m, r_n) for r_m in gemm.RS for r_n in gemm.RS])
+def test_gemm_gpu_tile_shapes(r_m, r_n):
+    """The GEMM as compiled for the GPU (16 x 16 threads), which the simulator's smaller
+    blocks do not run (they run the same code with smaller constants): one tile with
+    ragged edges, k across two steps, a bias, accumulation, one operand transposed.
+    (Block offsets, batches and splits do not depend on the tile shape: the other tests
+    cover them.)"""
+    rng = np.random.default_rng(r_m * 10 + r_n)
+    m, n, k = 16 * r_m - 3, 16 * r_n - 1, 11
+    a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+    bias, c0 = rng.standard_normal(m), rng.standard_normal((m, n))
+    transpose_a = (r_m + r_n) % 2 == 0   # A stored (k, m), or else B stored (n, k)
+    a_op = gemm.Operand(to_backend("cuda", a.T.copy() if transpose_a else a)[0], 0,
+                        *((1, m) if transpose_a else (k, 1)))
+    b_op = gemm.Operand(to_backend("cuda", b if transpose_a else b.T.copy())[0], 0,
+                        *((n, 1) if transpose_a else (1, k)))
+    c, bias_d = to_backend("cuda", c0, bias)
+    gemm._gemm(np.float64, 16, 16, r_m, r_n, gemm.BK)[(1, 1, 1), (16, 16)](
+        a_op.array, b_op.array, c.reshape(c.size), bias_d, m, n, k, 1, 1,
+        *a_op.strides, *b_op.strides, 0, gemm.BIAS_PER_ROW, True)
+    np.testing.assert_allclose(host(c), c0 + a @ b + bias[:, None], rtol=1e-12, atol=1e-12)
+
+
+def test_gemm_picks_tiles_that_fit():
+    assert gemm._config(4096, 4096, 1)[2:4] == (8, 8)
+    assert gemm.TM * gemm._config(16, 4096, 64)[2] == 16   # 16 output channels: 16 rows
+
+
+def test_conv_in_a_workspace_of_one_image(monkeypatch):
+    """A workspace too small for two images: conv runs image by image, dW accumulates."""
+    monkeypatch.setattr(conv, "WORKSPACE_BYTES", 1)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 2, 5, 4))
+    w = rng.standard_normal((3, 2, 3, 2))
+    b = rng.standard_normal(3)
+    geo = dict(stride=(1, 2), padding=1, dilation=(2, 1))
+    y = host(F.conv2d(*to_backend("cuda", x, w, b), **geo))
+    assert_matches(y, reference("conv2d", x, w, b, **geo),
+                   reference("conv2d", np.abs(x), np.abs(w), np.abs(b), **geo), x.dtype)
+    dy = rng.standard_normal(y.shape)
+    got = host(F.conv2d_backward(*to_backend("cuda", dy, x, w), **geo))
+    want = reference("conv2d_backward", dy, x, w, **geo)
+    bound = reference("conv2d_backward", np.abs(dy), np.abs(x), np.abs(w), **geo)
+    for g, wnt, bnd in zip(got, want, bound):
+        assert_matches(g, wnt, bnd, x.dtype)
+
+
+class Foreign:
+    """Stands in for a CuPy array or a PyTorch CUDA tensor: only the CUDA array interface,
+    a shape and a dtype that is not NumPy's. On the simulator "device" memory is host
+    memory, so a NumPy array can back it."""
+
+    def __init__(self, memory):
+        self.memory = memory
+        self.shape, self.dtype = memory.shape, "foreign.float32"
+
+    @property
+    def __cuda_array_interface__(self):
+        return {"shape": self.shape, "strides": self.memory.strides, "version": 3,
+                "typestr": self.memory.dtype.str, "data": (self.memory.ctypes.data, False),
+                "stream": 1}
+
+
+@pytest.mark.skipif(not ON_SIMULATOR, reason="needs the simulator's host-backed memory")
+def test_other_libraries_arrays_are_used_in_place():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, 5)).astype(np.float32)
+    w = rng.standard_normal((3, 5)).astype(np.float32)
+    out = np.zeros((4, 3), np.float32)
+    y = F.linear(Foreign(x), Foreign(w), out=Foreign(out))
+    assert isinstance(y, Foreign) and y.memory is out          # out= comes back as given
+    assert_matches(out, reference("linear", x, w), reference("linear", abs(x), abs(w)),
+                   np.float32)
+    # A transposed view (non-contiguous) is copied to contiguous first.
+    wt = np.ascontiguousarray(w.T).T
+    assert_matches(host(F.linear(Foreign(x), Foreign(wt))), reference("linear", x, w),
+                   reference("linear", abs(x), abs(w)), np.float32)
+    # Optimizer state is updated in place.
+    param, grad = rng.standard_normal(6).astype(np.float32), np.ones(6, np.float32)
+    before = param.copy()
+    F.sgd_step(Foreign(param), Foreign(grad), lr=0.5)
+    np.testing.assert_allclose(param, before - 0.5)
+    with pytest.raises(ValueError, match="mixed devices"):
+        F.linear(Foreign(x), w)
+
+
+@pytest.mark.skipif(not ON_SIMULATOR, reason="slices of simulator arrays")
+def test_strided_device_arrays_are_made_contiguous():
+    x = np.arange(2 * 3 * 4 * 6, dtype=np.float64).reshape(2, 3, 4, 6) - 50
+    strided = to_backend("cuda", x)[0][:, ::2, :, 1::2]
+    assert not strided.is_c_contiguous()
+    np.testing.assert_array_equal(host(F.relu(strided)), np.maximum(x[:, ::2, :, 1::2], 0))
+
+
+@pytest.mark.skipif(not ON_SIMULATOR, reason="counts the simulator's copies")
+def test_a_training_step_copies_only_the_loss_and_the_label_check(monkeypatch):
+    """conv -> relu -> pool -> linear -> loss and back, then SGD: the only copies to the
+    host are the loss value and the range checks of labels and pooling indices."""
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+    copies = []
+    original = FakeCUDAArray.copy_to_host
+
+    def counting(self, *args, **kwargs):
+        copies.append(self.shape)
+        return original(self, *args, **kwargs)
+
+    rng = np.random.default_rng(2)
+    x, w, b, fw, labels = to_backend(
+        "cuda", rng.standard_normal((2, 1, 6, 6)).astype(np.float32),
+        rng.standard_normal((4, 1, 3, 3)).astype(np.float32), np.zeros(4, np.float32),
+        rng.standard_normal((3, 16)).astype(np.float32), np.array([0, 2]))
+    monkeypatch.setattr(FakeCUDAArray, "copy_to_host", counting)
+    monkeypatch.setattr(FakeCUDAArray, "__array__", lambda *a, **k: pytest.fail("implicit copy"),
+                        raising=False)
+    h = F.relu(F.conv2d(x, w, b, padding=1))
+    p, idx = F.max_pool2d(h, 3)
+    z = F.linear(p.reshape((2, 16)), fw)
+    loss, probs = F.softmax_cross_entropy(z, labels)
+    dz = F.softmax_cross_entropy_backward(probs, labels)
+    dp, dfw, _ = F.linear_backward(dz, p.reshape((2, 16)), fw)
+    dh = F.relu_backward(F.max_pool2d_backward(dp.reshape(p.shape), idx, h.shape), h)
+    _, dw, db = F.conv2d_backward(dh, x, w, padding=1, need_dx=False)
+    for param, grad in ((w, dw), (b, db), (fw, dfw)):
+        F.sgd_step(param, grad, lr=0.1)
+    assert isinstance(loss, float)
+    # labels checked twice (loss, its backward), indices once, the loss's partial sums once
+    assert len(copies) == 4, copies
+
+
+WITHOUT_NUMBA_CUDA = """
+import sys
+sys.modules["numba_cuda"] = None   # as if not installed
+import numpy as np
+import fastcnn.functional as F
+F.relu(np.ones(3))                 # everything CPU still works
+try:
+    import fastcnn.backends.cuda
+except ImportError as e:
+    print(e)
+"""
+
+WITHOUT_A_GPU = """
+import numpy as np
+from numba import cuda
+import fastcnn
+from fastcnn.backends.cuda import use_memory_pool
+use_memory_pool()                  # Numba accepts the pool as its memory manager
+if cuda.is_available():
+    print("has a GPU")
+    raise SystemExit
+try:
+    fastcnn.to_device(np.ones(3))
+except RuntimeError as e:
+    print(e)
+"""
+
+
+def test_without_numba_cuda_the_error_says_what_to_install(tmp_path):
+    done = _run(["-c", WITHOUT_NUMBA_CUDA], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert 'pip install "fastcnn[gpu]"' in done.stdout and "gpu-cu12" in done.stdout
+
+
+def test_without_a_gpu_the_error_says_so(tmp_path):
+    done = _run(["-c", WITHOUT_A_GPU], tmp_path, NUMBA_ENABLE_CUDASIM="0")
+    assert done.returncode == 0, done.stderr
+    if "has a GPU" in done.stdout:
+        pytest.skip("this machine has a GPU")
+    assert "no CUDA GPU was found" in done.stdout
+
+
+def test_gpu_launches_are_configured_once_without_warnings(monkeypatch):
+    """On a GPU a launcher keeps each configured launch, and silences Numba's warning
+    about small grids (they are deliberate); empty grids launch nothing."""
+    import warnings
+
+    class Dispatcher:
+        configured = []
+
+        def __getitem__(self, config):
+            self.configured.append(config)
+            warnings.warn("Grid size 3 will likely result in GPU under-utilization due to "
+                          "low occupancy.")
+            return lambda *args: ("launched", config, args)
+
+    monkeypatch.setattr(_jit, "SIMULATOR", False)
+    launcher = _jit._Launcher(None, Dispatcher(), np.dtype(np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert launcher[3, 256](1, 2) == ("launched", (3, 256), (1, 2))
+        assert launcher[3, 256](4) == ("launched", (3, 256), (4,))
+        assert launcher[(0, 1, 1), 256]() is None
+    assert Dispatcher.configured == [(3, 256)]
+
+
+@pytest.mark.parametrize("splits", [1, 2])
+def test_channel_sums_split_over_blocks(splits):
+    """Bias gradients: each channel's sum split over blocks, the partials added after."""
+    from fastcnn.backends.cuda import reduce
+    x = np.random.default_rng(4).standard_normal((3, 2, 70))
+    xd, out = to_backend("cuda", x, np.zeros(2))
+    reduce.sum_channels(xd, out, splits=splits)
+    np.testing.assert_allclose(host(out), x.sum(axis=(0, 2)), rtol=1e-12)
