@@ -65,8 +65,8 @@ class Fastcnn(Implementation):
 
             from fastcnn import backends
             backends.get("cuda")
-        except ImportError as e:
-            return f"the cuda backend does not import ({e})"
+        except Exception as e:  # noqa: BLE001 -- no numba-cuda, no driver, ...: say why
+            return f"the cuda backend does not load ({type(e).__name__}: {e})"
         if config.ENABLE_CUDASIM:
             return "numba's CUDA simulator is on (NUMBA_ENABLE_CUDASIM): not a real GPU"
         if not cuda.is_available():
