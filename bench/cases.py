@@ -1,0 +1,224 @@
+"""The registry: every benchmark is one Case entry.
+
+A case names a step that every implementation offers (see impls.py), the
+shapes of the arrays it takes (random float32, made by ``inputs``), its other
+arguments, and how to count its work: floating-point operations for convolution
+and matrix products (reported as GFLOP/s), else the bytes of every array read
+or written once (GB/s). Each case carries a tiny twin with the same structure
+(``Case.shrunk()``), so the test suite runs every case in a blink.
+
+Adding an op or a shape is one entry in CASES. A case with inputs that are not
+random arrays (a training step on MNIST, say) gives its own ``make_inputs``.
+"""
+
+import dataclasses
+from typing import Callable, Optional
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    name: str                      # unique, what --only matches
+    step: str                      # the implementation method it calls
+    arrays: dict                   # argument name -> shape of a random float32 array
+    params: dict                   # the other arguments, same for every implementation
+    describe: str                  # the shapes, for people
+    flops: int = 0                 # operations of one call; 0: rate in GB/s instead
+    quick: bool = True             # part of --quick
+    reference: bool = True         # time the naive reference (small shapes only)
+    memory: bool = False           # measure the peak memory of one call
+    tiny: Optional["Case"] = None  # the same case on tiny shapes, for tests
+    make_inputs: Optional[Callable] = None  # make_inputs(case, rng) -> dict of arguments
+
+    def inputs(self, rng):
+        """The array arguments: standard-normal float32 unless the case makes its own."""
+        if self.make_inputs is not None:
+            return self.make_inputs(self, rng)
+        return {name: rng.standard_normal(shape, dtype=np.float32)
+                for name, shape in self.arrays.items()}
+
+    def shrunk(self):
+        return self.tiny
+
+
+def _with_tiny(case, tiny):
+    """case, carrying its tiny twin under the same name (so --only and find work on both)."""
+    return dataclasses.replace(case, tiny=dataclasses.replace(tiny, name=case.name))
+
+
+def _x(shape):
+    return "x".join(map(str, shape))
+
+
+def _out_size(size, kernel, stride, padding):
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _conv_shapes(x, w, stride, padding):
+    n, c, h, wd = x
+    k, _, kh, kw = w
+    return n, c, k, kh, kw, _out_size(h, kh, stride, padding), _out_size(wd, kw, stride, padding)
+
+
+def _tiny_conv(x, w, stride, padding):
+    """Two small images, at most 3 channels in and 4 out, sized for a 3x3 output."""
+    c, k, kh = min(x[1], 3), min(w[0], 4), w[2]
+    side = max(kh + 2 * stride - 2 * padding, 1)
+    return (2, c, side, side), (k, c, kh, w[3])
+
+
+def conv2d(label, x, w, stride, padding, train, tiny=False, **flags):
+    """conv2d (or forward + backward) of x by weight w, with a bias."""
+    n, c, k, kh, kw, oh, ow = _conv_shapes(x, w, stride, padding)
+    arrays = {"x": x, "weight": w, "bias": (k,)}
+    if train:
+        arrays["dy"] = (n, k, oh, ow)
+    forward = 2 * n * k * oh * ow * c * kh * kw
+    case = Case(
+        name=f"conv2d{'+bwd' if train else ''} {label}",
+        step="conv2d_train" if train else "conv2d", arrays=arrays,
+        params={"stride": (stride, stride), "padding": (padding, padding)},
+        describe=f"{_x(x)} * {_x(w)}" + (f" s{stride}" if stride > 1 else "")
+                 + (f" p{padding}" if padding else ""),
+        flops=3 * forward if train else forward,  # backward: dx and dweight, each a forward
+        memory=train, **flags)
+    if tiny:
+        return case
+    tx, tw = _tiny_conv(x, w, stride, padding)
+    return _with_tiny(case, conv2d(label, tx, tw, stride, padding, train, True))
+
+
+def im2col(label, x, w, stride, padding, fold, tiny=False, **flags):
+    """im2col (unfold) of x for w's kernel, or col2im (fold) of the columns back."""
+    n, c, _, kh, kw, oh, ow = _conv_shapes(x, w, stride, padding)
+    params = {"kernel_size": (kh, kw), "stride": (stride, stride), "padding": (padding, padding)}
+    if fold:
+        arrays, params = {"cols": (n, c * kh * kw, oh * ow)}, {"input_shape": x, **params}
+    else:
+        arrays = {"x": x}
+    case = Case(name=f"{'col2im' if fold else 'im2col'} {label}",
+                step="col2im" if fold else "im2col", arrays=arrays, params=params,
+                describe=f"{_x(x)}, {kh}x{kw} kernel" + (f" p{padding}" if padding else ""),
+                **flags)
+    if tiny:
+        return case
+    tx, tw = _tiny_conv(x, w, stride, padding)
+    return _with_tiny(case, im2col(label, tx, tw, stride, padding, fold, True))
+
+
+def pool(kind, x, size, train, tiny=False, **flags):
+    """max or avg pooling, size x size windows with stride size (or forward + backward)."""
+    n, c, h, w = x
+    arrays = {"x": x}
+    if train:
+        arrays["dy"] = (n, c, h // size, w // size)
+    op = f"{kind}_pool2d"
+    case = Case(name=f"{op}{'+bwd' if train else ''} {_x(x)}",
+                step=f"{op}_train" if train else op, arrays=arrays,
+                params={"kernel_size": (size, size)},
+                describe=f"{_x(x)}, {size}x{size} stride {size}", **flags)
+    if tiny:
+        return case
+    return _with_tiny(case, pool(kind, (2, 3, 2 * size, 2 * size), size, train, True))
+
+
+def upsample(x, scale, train, tiny=False, **flags):
+    """Nearest-neighbour upsampling by scale (or forward + backward)."""
+    n, c, h, w = x
+    arrays = {"x": x}
+    if train:
+        arrays["dy"] = (n, c, h * scale, w * scale)
+    case = Case(name=f"upsample_nearest2d{'+bwd' if train else ''} {_x(x)}",
+                step="upsample_nearest2d_train" if train else "upsample_nearest2d",
+                arrays=arrays, params={"scale_factor": (scale, scale)},
+                describe=f"{_x(x)} -> {_x((n, c, h * scale, w * scale))}", **flags)
+    if tiny:
+        return case
+    return _with_tiny(case, upsample((2, 3, 3, 3), scale, train, True))
+
+
+def matmul(m, k, n, tiny=False, **flags):
+    case = Case(name=f"matmul {m}x{k}x{n}", step="matmul", arrays={"a": (m, k), "b": (k, n)},
+                params={}, describe=f"({m}x{k}) @ ({k}x{n})", flops=2 * m * k * n,
+                reference=False, **flags)  # the reference's broadcast product needs m*k*n floats
+    if tiny:
+        return case
+    return _with_tiny(case, matmul(8, 8, 8, True))
+
+
+def linear(batch, fin, fout, train, tiny=False, **flags):
+    arrays = {"x": (batch, fin), "weight": (fout, fin), "bias": (fout,)}
+    if train:
+        arrays["dy"] = (batch, fout)
+    forward = 2 * batch * fin * fout
+    case = Case(name=f"linear{'+bwd' if train else ''} {batch}x{fin}->{fout}",
+                step="linear_train" if train else "linear", arrays=arrays, params={},
+                describe=f"batch {batch}, {fin} -> {fout} features",
+                flops=3 * forward if train else forward, **flags)
+    if tiny:
+        return case
+    return _with_tiny(case, linear(4, 16, 3, train, True))
+
+
+# The convolutions of the issue: (x, weight, stride, padding).
+CONVS = {
+    "A": ((100, 1, 28, 28), (32, 1, 3, 3), 1, 1),        # MNIST first layer
+    "B": ((100, 32, 14, 14), (64, 32, 3, 3), 1, 1),      # MNIST second layer
+    "C": ((64, 64, 32, 32), (128, 64, 3, 3), 1, 1),      # a CIFAR-sized middle layer
+    "D": ((16, 3, 227, 227), (96, 3, 11, 11), 4, 0),     # AlexNet's first layer
+}
+SMALL = ("A", "B")  # the reference is timed on these only; on C and D it takes seconds
+
+CASES = [
+    *[conv2d(label, *CONVS[label], train=False, reference=label in SMALL) for label in CONVS],
+    *[conv2d(label, *CONVS[label], train=True, reference=label in SMALL) for label in CONVS],
+    *[im2col(label, *CONVS[label], fold=fold, reference=label in SMALL)
+      for fold in (False, True) for label in ("B", "C")],
+    *[pool(kind, x, 2, train) for kind in ("max", "avg") for train in (False, True)
+      for x in ((100, 32, 28, 28), (64, 128, 32, 32))],
+    *[upsample((64, 128, 16, 16), 2, train) for train in (False, True)],
+    matmul(1024, 1024, 1024),
+    matmul(4096, 4096, 4096, quick=False),
+    *[linear(100, 3136, 10, train) for train in (False, True)],
+    # The training cases (one step, one epoch of the seed MNIST CNN) join here once the
+    # layer API is merged: one entry each, with make_inputs loading the digits.
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """A speed goal from the project's issues: impl's speedup over baseline (its time /
+    impl's) at least this much. Reported met or not; never asserted in a test."""
+    impl: str
+    baseline: str  # "torch" (same device), "numpy" or "reference"
+    speedup: float
+    goal: str      # the goal as the issue words it
+
+
+TARGETS = {
+    "conv2d+bwd A": [Target("fastcnn-cpu", "torch", 1 / 0.7, "<= 0.7x PyTorch's time (#3)")],
+    "conv2d+bwd B": [Target("fastcnn-cpu", "torch", 1.0, "<= 1.0x PyTorch's time (#3)")],
+    "conv2d+bwd C": [Target("fastcnn-cuda", "torch", 0.5, "<= 2x cuDNN's time (#5)")],
+    "max_pool2d+bwd 100x32x28x28": [
+        Target("fastcnn-cpu", "torch", 2.0, "<= 0.5x PyTorch's time (#3)")],
+    "matmul 1024x1024x1024": [Target("fastcnn-cpu", "numpy", 0.9, ">= 0.9x NumPy's GFLOP/s (#3)")],
+    "matmul 4096x4096x4096": [Target("fastcnn-cuda", "torch", 0.5, ">= 50% of cuBLAS (#5)")],
+}
+
+
+def select(quick=False, only=None, tiny=False):
+    """The cases to run: all of them, or --quick's, filtered by --only's substrings."""
+    chosen = [c for c in CASES if c.quick or not quick]
+    if only:
+        wanted = [w.strip().lower() for w in only if w.strip()]
+        chosen = [c for c in chosen if any(w in c.name.lower() for w in wanted)]
+    return [c.shrunk() for c in chosen] if tiny else chosen
+
+
+def find(name, tiny=False):
+    """The case called name (its tiny twin with tiny=True)."""
+    for case in CASES:
+        if case.name == name:
+            return case.shrunk() if tiny else case
+    raise KeyError(f"no benchmark case called {name!r}")

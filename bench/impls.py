@@ -1,0 +1,278 @@
+"""The implementations the suite times side by side, all with the same calls.
+
+Every implementation offers the same steps (``conv2d``, ``conv2d_train``,
+``max_pool2d``, ...), taking NumPy-shaped inputs already moved to its device by
+``put`` and returning arrays (or tuples of arrays) that ``get`` brings back to
+NumPy for validation. A ``*_train`` step is the forward followed by the
+backward for an upstream gradient ``dy``, returning the forward's output and
+every gradient, so all implementations do the same work:
+
+    conv2d_train      -> (y, dx, dweight, dbias)
+    max/avg_pool2d_train, upsample_nearest2d_train -> (y, dx)
+    linear_train      -> (y, dx, dweight, dbias)
+    max_pool2d        -> (y, indices)   # indices as h * W + w: what backward needs
+
+To add an op: a step method here on each implementation, and one entry in cases.py.
+"""
+
+import time
+
+import numpy as np
+
+from . import numpy_baseline
+
+
+class Implementation:
+    name = ""
+    device = "cpu"
+    label = ""
+
+    def unavailable(self):
+        """None when this implementation can run here, else the reason it cannot."""
+        return None
+
+    def put(self, a):
+        return a
+
+    def get(self, a):
+        if isinstance(a, tuple):
+            return tuple(self.get(v) for v in a)
+        return np.asarray(a)
+
+    def seconds(self, call):
+        """Wall time of call(), the device's work included."""
+        start = time.perf_counter()
+        call()
+        return time.perf_counter() - start
+
+
+class Fastcnn(Implementation):
+    """fastcnn.functional on one backend: reference, cpu or cuda."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.name = "reference" if backend == "reference" else f"fastcnn-{backend}"
+        self.label = {"reference": "fastcnn reference (NumPy, from the definition)",
+                      "cpu": "fastcnn cpu (Cython, OpenMP, BLAS)",
+                      "cuda": "fastcnn cuda (Numba CUDA)"}[backend]
+        self.device = "cuda" if backend == "cuda" else "cpu"
+
+    def unavailable(self):
+        if self.backend != "cuda":
+            return None
+        try:
+            from numba import config, cuda
+
+            from fastcnn import backends
+            backends.get("cuda")
+        except Exception as e:  # noqa: BLE001 -- no numba-cuda, no driver, ...: say why
+            return f"the cuda backend does not load ({type(e).__name__}: {e})"
+        if config.ENABLE_CUDASIM:
+            return "numba's CUDA simulator is on (NUMBA_ENABLE_CUDASIM): not a real GPU"
+        if not cuda.is_available():
+            return "no CUDA GPU"
+        return None
+
+    @property
+    def F(self):
+        import fastcnn.functional
+        return fastcnn.functional
+
+    def put(self, a):
+        if self.device == "cuda" and isinstance(a, np.ndarray):
+            import fastcnn
+            return fastcnn.to_device(a)
+        return a
+
+    def get(self, a):
+        if isinstance(a, tuple):
+            return tuple(self.get(v) for v in a)
+        import fastcnn
+        return fastcnn.to_host(a)
+
+    def seconds(self, call):
+        if self.device != "cuda":
+            return super().seconds(call)
+        from numba import cuda
+        start, stop = cuda.event(), cuda.event()
+        start.record()
+        call()
+        stop.record()
+        stop.synchronize()
+        return cuda.event_elapsed_time(start, stop) / 1e3
+
+    def conv2d(self, x, weight, bias, stride, padding):
+        return self.F.conv2d(x, weight, bias, stride, padding, backend=self.backend)
+
+    def conv2d_train(self, x, weight, bias, dy, stride, padding):
+        y = self.F.conv2d(x, weight, bias, stride, padding, backend=self.backend)
+        dx, dweight, dbias = self.F.conv2d_backward(dy, x, weight, stride, padding,
+                                                    backend=self.backend)
+        return y, dx, dweight, dbias
+
+    def im2col(self, x, kernel_size, stride, padding):
+        return self.F.im2col(x, kernel_size, stride, padding, backend=self.backend)
+
+    def col2im(self, cols, input_shape, kernel_size, stride, padding):
+        return self.F.col2im(cols, input_shape, kernel_size, stride, padding,
+                             backend=self.backend)
+
+    def max_pool2d(self, x, kernel_size):
+        return self.F.max_pool2d(x, kernel_size, backend=self.backend)
+
+    def max_pool2d_train(self, x, dy, kernel_size):
+        y, indices = self.F.max_pool2d(x, kernel_size, backend=self.backend)
+        return y, self.F.max_pool2d_backward(dy, indices, x.shape, backend=self.backend)
+
+    def avg_pool2d(self, x, kernel_size):
+        return self.F.avg_pool2d(x, kernel_size, backend=self.backend)
+
+    def avg_pool2d_train(self, x, dy, kernel_size):
+        y = self.F.avg_pool2d(x, kernel_size, backend=self.backend)
+        return y, self.F.avg_pool2d_backward(dy, x.shape, kernel_size, backend=self.backend)
+
+    def upsample_nearest2d(self, x, scale_factor):
+        return self.F.upsample_nearest2d(x, scale_factor, backend=self.backend)
+
+    def upsample_nearest2d_train(self, x, dy, scale_factor):
+        y = self.F.upsample_nearest2d(x, scale_factor, backend=self.backend)
+        return y, self.F.upsample_nearest2d_backward(dy, scale_factor, backend=self.backend)
+
+    def matmul(self, a, b):
+        return self.F.matmul(a, b, backend=self.backend)
+
+    def linear(self, x, weight, bias):
+        return self.F.linear(x, weight, bias, backend=self.backend)
+
+    def linear_train(self, x, weight, bias, dy):
+        y = self.F.linear(x, weight, bias, backend=self.backend)
+        return (y,) + tuple(self.F.linear_backward(dy, x, weight, backend=self.backend))
+
+
+class NumPy(Implementation):
+    """numpy_baseline.py: im2col through strided views and BLAS matmul."""
+
+    name = "numpy"
+    label = "plain NumPy (im2col via stride tricks + matmul)"
+
+    conv2d = staticmethod(numpy_baseline.conv2d)
+    conv2d_train = staticmethod(numpy_baseline.conv2d_train)
+    im2col = staticmethod(numpy_baseline.im2col)
+    col2im = staticmethod(numpy_baseline.col2im)
+    max_pool2d = staticmethod(numpy_baseline.max_pool2d)
+    max_pool2d_train = staticmethod(numpy_baseline.max_pool2d_train)
+    avg_pool2d = staticmethod(numpy_baseline.avg_pool2d)
+    avg_pool2d_train = staticmethod(numpy_baseline.avg_pool2d_train)
+    upsample_nearest2d = staticmethod(numpy_baseline.upsample_nearest2d)
+    upsample_nearest2d_train = staticmethod(numpy_baseline.upsample_nearest2d_train)
+    matmul = staticmethod(numpy_baseline.matmul)
+    linear = staticmethod(numpy_baseline.linear)
+    linear_train = staticmethod(numpy_baseline.linear_train)
+
+
+class Torch(Implementation):
+    """PyTorch's own kernels on one device; gradients through autograd, as users get them."""
+
+    def __init__(self, device):
+        self.device = device
+        self.name = f"torch-{device}"
+        self.label = f"PyTorch {device}"
+
+    def unavailable(self):
+        try:
+            import torch
+        except ImportError:
+            return "PyTorch is not installed (pip install 'fastcnn[bench]')"
+        if self.device == "cuda" and not torch.cuda.is_available():
+            return "PyTorch sees no CUDA GPU"
+        return None
+
+    @property
+    def torch(self):
+        import torch
+        return torch
+
+    @property
+    def F(self):
+        import torch.nn.functional
+        return torch.nn.functional
+
+    def put(self, a):
+        if isinstance(a, np.ndarray):
+            return self.torch.from_numpy(a).to(self.device)
+        return a
+
+    def get(self, a):
+        if isinstance(a, tuple):
+            return tuple(self.get(v) for v in a)
+        return a.detach().cpu().numpy()
+
+    def seconds(self, call):
+        if self.device != "cuda":
+            return super().seconds(call)
+        start = self.torch.cuda.Event(enable_timing=True)
+        stop = self.torch.cuda.Event(enable_timing=True)
+        start.record()
+        call()
+        stop.record()
+        stop.synchronize()
+        return start.elapsed_time(stop) / 1e3
+
+    def _leaves(self, *tensors):
+        """Fresh leaves that want gradients, so each call starts from empty .grad fields."""
+        return [t.detach().requires_grad_() for t in tensors]
+
+    def _backward(self, y, dy, leaves):
+        y.backward(dy)
+        return (y.detach(),) + tuple(t.grad for t in leaves)
+
+    def conv2d(self, x, weight, bias, stride, padding):
+        return self.F.conv2d(x, weight, bias, stride, padding)
+
+    def conv2d_train(self, x, weight, bias, dy, stride, padding):
+        leaves = self._leaves(x, weight, bias)
+        return self._backward(self.F.conv2d(*leaves, stride, padding), dy, leaves)
+
+    def im2col(self, x, kernel_size, stride, padding):
+        return self.F.unfold(x, kernel_size, padding=padding, stride=stride)
+
+    def col2im(self, cols, input_shape, kernel_size, stride, padding):
+        return self.F.fold(cols, input_shape[2:], kernel_size, padding=padding, stride=stride)
+
+    def max_pool2d(self, x, kernel_size):
+        return self.F.max_pool2d(x, kernel_size, return_indices=True)
+
+    def max_pool2d_train(self, x, dy, kernel_size):
+        leaves = self._leaves(x)
+        return self._backward(self.F.max_pool2d(leaves[0], kernel_size), dy, leaves)
+
+    def avg_pool2d(self, x, kernel_size):
+        return self.F.avg_pool2d(x, kernel_size)
+
+    def avg_pool2d_train(self, x, dy, kernel_size):
+        leaves = self._leaves(x)
+        return self._backward(self.F.avg_pool2d(leaves[0], kernel_size), dy, leaves)
+
+    def upsample_nearest2d(self, x, scale_factor):
+        return self.F.interpolate(x, scale_factor=scale_factor, mode="nearest")
+
+    def upsample_nearest2d_train(self, x, dy, scale_factor):
+        leaves = self._leaves(x)
+        y = self.F.interpolate(leaves[0], scale_factor=scale_factor, mode="nearest")
+        return self._backward(y, dy, leaves)
+
+    def matmul(self, a, b):
+        return a @ b
+
+    def linear(self, x, weight, bias):
+        return self.F.linear(x, weight, bias)
+
+    def linear_train(self, x, weight, bias, dy):
+        leaves = self._leaves(x, weight, bias)
+        return self._backward(self.F.linear(*leaves), dy, leaves)
+
+
+def all_implementations():
+    """Every implementation the suite knows, in the order the table shows them."""
+    return [Fastcnn("cpu"), Fastcnn("cuda"), Torch("cpu"), Torch("cuda"), NumPy(),
+            Fastcnn("reference")]

@@ -1,0 +1,230 @@
+"""Run a case on every implementation: validate once, warm up, time, compare.
+
+The pattern of llm.c's dev/cuda: one oracle result per case, every version's
+output checked against it before it is timed (a benchmark never reports a
+fast wrong answer), then a warm-up call and repeated timed calls until both a
+minimum count and a time budget are reached, in rounds that give every
+implementation a turn.
+
+The oracle is fastcnn's reference backend in float64 on the same float32
+values where the case is small enough to time the reference; on the large
+shapes (where the reference takes seconds) it is fastcnn's cpu backend in
+float64, which the test suite checks against the reference.
+"""
+
+import dataclasses
+import gc
+import time
+
+import numpy as np
+
+from .cases import TARGETS
+from .impls import Fastcnn
+
+RTOL = 1e-3  # float32 results vs the float64 oracle, relative to the largest |value|
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """How long to time each implementation on each case."""
+    seconds: float = 2.0   # keep timing until this much time is spent...
+    min_calls: int = 6     # ...and at least this many calls are timed,
+    max_calls: int = 600   # but never more than this many,
+    max_seconds: float = 60.0  # nor, once one call is timed, more than this much time.
+    warmup: int = 1        # untimed calls after the validation call
+    settle: bool = True    # let the last implementation's thread pools go idle first
+    rounds: int = 3        # the timed calls are split into this many turns per implementation
+
+    def per_round(self):
+        return dataclasses.replace(self, seconds=self.seconds / self.rounds, rounds=1,
+                                   max_seconds=self.max_seconds / self.rounds,
+                                   min_calls=-(-self.min_calls // self.rounds),
+                                   max_calls=-(-self.max_calls // self.rounds))
+
+
+# --quick: the validation call is the warm-up; a call slower than a second is timed once.
+QUICK = Budget(seconds=0.2, min_calls=3, max_calls=50, max_seconds=1.0, warmup=0, rounds=1)
+FULL = Budget()
+ONCE = Budget(seconds=0.0, min_calls=1, max_calls=1, warmup=0, settle=False, rounds=1)  # tests
+
+
+def oracle(case, arrays):
+    """(name, result): the case's step in float64, by the reference or by fastcnn cpu."""
+    backend = "reference" if case.reference else "cpu"
+    wide = {k: v.astype(np.float64) if v.dtype == np.float32 else v for k, v in arrays.items()}
+    impl = Fastcnn(backend)
+    result = impl.get(getattr(impl, case.step)(**wide, **case.params))
+    return f"{impl.name} (float64)", _tuple(result)
+
+
+def _tuple(result):
+    return result if isinstance(result, tuple) else (result,)
+
+
+def relative_error(got, want):
+    """The largest |got - want| of any output over that output's largest |want|
+    (integer outputs, like pooling indices, must match exactly: 0 or inf)."""
+    got = _tuple(got)
+    if len(got) != len(want):
+        return np.inf
+    worst = 0.0
+    for g, w in zip(got, want):
+        g = np.asarray(g)
+        if g.shape != w.shape:
+            return np.inf
+        if w.dtype.kind in "iu":
+            worst = max(worst, 0.0 if np.array_equal(g, w) else np.inf)
+            continue
+        err = np.max(np.abs(g.astype(np.float64) - w), initial=0.0)
+        if np.isnan(err):
+            return np.inf
+        worst = max(worst, err / max(np.max(np.abs(w), initial=0.0), 1e-30))
+    return worst
+
+
+def work_bytes(arrays, want):
+    """Bytes of every input and output array, each read or written once."""
+    return sum(a.nbytes for a in arrays.values()) + sum(w.astype(np.float32).nbytes
+                                                        if w.dtype == np.float64 else w.nbytes
+                                                        for w in want)
+
+
+def settle(timeout=1.0, quantum=0.01):
+    """Wait until no thread of this process burns CPU any more.
+
+    Thread pools keep spinning after their last job (OpenBLAS's for about 0.1 s,
+    OpenMP's for a few ms) in case more work comes. On a machine with few cores
+    the pool of the implementation just timed would steal cores from the next
+    one, so each implementation starts once the others have gone to sleep."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        start = time.process_time()  # CPU time of every thread of the process
+        time.sleep(quantum)
+        if time.process_time() - start < 0.1 * quantum:
+            return
+
+
+def time_calls(impl, call, budget, warmup=0):
+    """Seconds of each timed call, after the warm-up calls; garbage collection off."""
+    for _ in range(warmup):
+        call()
+    samples, spent = [], 0.0
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        while len(samples) < budget.max_calls and (len(samples) < budget.min_calls
+                                                   or spent < budget.seconds):
+            if samples and spent >= budget.max_seconds:
+                break
+            samples.append(impl.seconds(call))
+            spent += samples[-1]
+    finally:
+        if enabled:
+            gc.enable()
+    return samples
+
+
+def run_case(case, impls, budget, seed=0, on_step=None):
+    """The case on every implementation: a dict with the oracle, the work and, per
+    implementation, its status, samples and statistics (speedups come later).
+
+    The timed calls come in budget.rounds rounds, each implementation taking its
+    turn in every round, so a machine that gets busier or quieter during the case
+    slows every implementation alike instead of whichever ran at the time."""
+    started = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    arrays = case.inputs(rng)
+    oracle_name, want = oracle(case, arrays)
+    oracle_seconds = time.perf_counter() - started
+    out = {"name": case.name, "step": case.step, "describe": case.describe,
+           "arrays": {k: list(v.shape) for k, v in arrays.items()},
+           "params": {k: list(v) if isinstance(v, tuple) else v for k, v in case.params.items()},
+           "oracle": oracle_name, "results": {}}
+    if case.flops:
+        out["flops"] = case.flops
+    else:
+        out["bytes"] = work_bytes(arrays, want)
+    calls = {}
+    for impl in impls:
+        if on_step:
+            on_step(f"{case.name}: checking {impl.name}")
+        out["results"][impl.name], calls[impl.name] = _validate(case, impl, arrays, want,
+                                                                budget)
+    per_round = budget.per_round()
+    for round_ in range(budget.rounds):
+        for impl in impls:
+            if on_step:
+                on_step(f"{case.name}: timing {impl.name}")
+            r = out["results"][impl.name]
+            if r["status"] != "ok":
+                continue
+            try:
+                if budget.settle:
+                    settle()
+                r["samples"] += time_calls(impl, calls[impl.name], per_round,
+                                           warmup=budget.warmup if round_ == 0 else 0)
+            except Exception as e:  # noqa: BLE001 -- report it in the table, carry on
+                out["results"][impl.name] = {"status": "error",
+                                             "reason": f"{type(e).__name__}: {e}"}
+    for impl in impls:
+        r = out["results"][impl.name]
+        if r["status"] == "ok":
+            r.update(median=float(np.median(r["samples"])), min=float(np.min(r["samples"])),
+                     max=float(np.max(r["samples"])))
+    out["seconds"] = {"inputs_and_oracle": oracle_seconds,
+                      "total": time.perf_counter() - started}
+    return out
+
+
+def _validate(case, impl, arrays, want, budget):
+    """(result dict, the call to time): the implementation's first call, checked."""
+    if impl.name == "reference" and not case.reference:
+        return {"status": "skipped", "reason": "the reference is timed on small shapes only"}, None
+    try:
+        args = {k: impl.put(v) for k, v in arrays.items()}
+        step = getattr(impl, case.step)
+
+        def call():
+            return step(**args, **case.params)
+
+        if budget.settle:
+            settle()
+        error = relative_error(impl.get(call()), want)
+    except NotImplementedError as e:
+        return {"status": "n/a", "reason": str(e)}, None
+    except Exception as e:  # noqa: BLE001 -- report it in the table, carry on with the rest
+        return {"status": "error", "reason": f"{type(e).__name__}: {e}"}, None
+    if not error <= RTOL:
+        return {"status": "wrong", "relative_error": float(error),
+                "reason": f"result differs from the oracle by {error:.3g} (relative) "
+                          f"> {RTOL}: not timed"}, None
+    return {"status": "ok", "relative_error": float(error), "samples": []}, call
+
+
+def add_rates_and_speedups(result):
+    """Per implementation: GFLOP/s or GB/s, and speedups (baseline time / its time) over
+    PyTorch on the same device, NumPy and the reference."""
+    results = result["results"]
+    for name, r in results.items():
+        if r["status"] != "ok":
+            continue
+        if "flops" in result:
+            r["gflops"] = result["flops"] / r["median"] / 1e9
+        else:
+            r["gbytes_per_s"] = result["bytes"] / r["median"] / 1e9
+        device = "cuda" if name.endswith("cuda") else "cpu"
+        r["speedup"] = {}
+        for key, baseline in (("torch", f"torch-{device}"), ("numpy", "numpy"),
+                              ("reference", "reference")):
+            b = results.get(baseline, {})
+            if b.get("status") == "ok" and baseline != name:
+                r["speedup"][key] = b["median"] / r["median"]
+    result["targets"] = []
+    for t in TARGETS.get(result["name"], []):
+        measured = results.get(t.impl, {}).get("speedup", {}).get(t.baseline)
+        if t.impl in results:
+            result["targets"].append({
+                "implementation": t.impl, "baseline": t.baseline, "goal": t.goal,
+                "speedup_needed": t.speedup, "speedup": measured,
+                "met": None if measured is None else measured >= t.speedup})
+    return result

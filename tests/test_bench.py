@@ -1,0 +1,132 @@
+"""The benchmark suite itself, on tiny shapes: every case runs on every implementation
+present, results are validated, the JSON, plot and README section come out. No test
+looks at a time."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastcnn.bench import __main__ as bench_main
+from fastcnn.bench import cases, impls, memory, report, runner
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One tiny run of every case (full mode's list), with its JSON and plot."""
+    out = tmp_path_factory.mktemp("bench")
+    argv = ["--tiny", "--no-memory", "--threads", "1", "--out", str(out / "results.json")]
+    if importlib.util.find_spec("matplotlib"):
+        argv += ["--plot", str(out / "speedups.png")]
+    assert bench_main.main(argv) == 0
+    with open(out / "results.json") as f:
+        return json.load(f), out
+
+
+def test_every_case_runs_and_validates(tiny_run):
+    run, _ = tiny_run
+    assert [c["name"] for c in run["cases"]] == [c.name for c in cases.CASES]
+    for case in run["cases"]:
+        statuses = {name: r["status"] for name, r in case["results"].items()}
+        assert statuses["fastcnn-cpu"] == "ok", case["name"]
+        assert statuses["numpy"] == "ok", case["name"]
+        assert set(statuses.values()) <= {"ok", "skipped"}, (case["name"], statuses)
+        for r in case["results"].values():
+            if r["status"] == "ok":
+                assert len(r["samples"]) == 1 and r["min"] <= r["median"] <= r["max"]
+                assert r["relative_error"] <= runner.RTOL
+                assert ("gflops" in r) == ("flops" in case)
+
+
+def test_json_holds_machine_info_and_speedups(tiny_run):
+    run, _ = tiny_run
+    for key in ("cpu", "cores", "threads", "python", "numpy", "fastcnn", "date"):
+        assert run["machine"][key], key
+    assert run["machine"]["threads"] == 1
+    conv = next(c for c in run["cases"] if c["name"] == "conv2d A")
+    speedup = conv["results"]["fastcnn-cpu"]["speedup"]
+    assert speedup["numpy"] > 0 and speedup["reference"] > 0
+    assert ("torch" in speedup) == ("torch-cpu" in run["implementations"])
+    matmul = next(c for c in run["cases"] if c["name"] == "matmul 1024x1024x1024")
+    (target,) = matmul["targets"]
+    assert target["baseline"] == "numpy" and target["met"] == (target["speedup"] >= 0.9)
+
+
+def test_plot_is_a_png(tiny_run):
+    pytest.importorskip("matplotlib")
+    _, out = tiny_run
+    with open(out / "speedups.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_table_and_readme_section(tiny_run, tmp_path):
+    run, _ = tiny_run
+    assert "conv2d+bwd D" in report.table(run)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{report.START}\nold\n{report.END}\nafter\n")
+    report.update_readme(run, readme)
+    text = readme.read_text()
+    assert "old" not in text and "| `conv2d A` |" in text
+    assert text.endswith(f"{report.END}\nafter\n")
+    readme.write_text("no markers\n")
+    with pytest.raises(SystemExit):
+        report.update_readme(run, readme)
+
+
+def test_load_shows_a_saved_run_again(tiny_run, tmp_path, capsys):
+    _, out = tiny_run
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{report.START}\n{report.END}\n")
+    assert bench_main.main(["--load", str(out / "results.json"), "--readme", str(readme)]) == 0
+    assert "conv2d+bwd D" in capsys.readouterr().out
+    assert "| `matmul 1024x1024x1024` |" in readme.read_text()
+
+
+class _Wrong(impls.NumPy):
+    name = "wrong"
+
+    @staticmethod
+    def conv2d(x, weight, bias, stride, padding):
+        y = impls.numpy_baseline.conv2d(x, weight, bias, stride, padding)
+        y[0, 0, 0, 0] += 1.0  # one pixel off
+        return y
+
+
+def test_a_wrong_result_is_reported_and_not_timed():
+    result = runner.run_case(cases.find("conv2d B", tiny=True), [_Wrong()], runner.ONCE)
+    r = result["results"]["wrong"]
+    assert r["status"] == "wrong" and "samples" not in r
+
+
+def test_only_and_quick_pick_cases():
+    assert [c.name for c in cases.select(only=["conv2d+bwd"])] == [
+        f"conv2d+bwd {label}" for label in "ABCD"]
+    assert "matmul 4096x4096x4096" not in [c.name for c in cases.select(quick=True)]
+    assert cases.select(only=["no such case"]) == []
+
+
+def test_tiny_twins_keep_the_structure():
+    for case in cases.CASES:
+        tiny = case.shrunk()
+        assert (tiny.name, tiny.step) == (case.name, case.step)
+        assert list(tiny.arrays) == list(case.arrays)
+        assert np.prod(tiny.arrays[next(iter(tiny.arrays))]) <= 2 * 3 * 19 * 19
+
+
+def test_peak_memory_counts_the_outputs():
+    """conv2d+bwd B returns y, dx, dweight, dbias: at least their 7.5 MB are resident."""
+    peaks = memory.peak_memory("fastcnn-cpu", ["conv2d+bwd B"], 1)
+    outputs = 4 * (100 * 64 * 14 * 14 + 100 * 32 * 14 * 14)
+    assert outputs <= peaks["conv2d+bwd B"]["peak_bytes"] < 20 * outputs
+
+
+def test_runs_as_a_module_of_the_installed_package(tmp_path):
+    """python -m fastcnn.bench works from any directory (the console script calls the
+    same main, which the tests above run in-process)."""
+    done = subprocess.run([sys.executable, "-m", "fastcnn.bench", "--list"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "conv2d+bwd A" in done.stdout and "(full only)" in done.stdout
