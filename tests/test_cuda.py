@@ -170,6 +170,50 @@ class Copies:
         self.up.clear()
 
 
+def _seed_cnn(device):
+    """The seed MNIST CNN's layers (conv-relu-pool twice, flatten, linear; Adam), narrow
+    and on 8 x 8 images so that the simulator runs it in seconds."""
+    from fastcnn import Sequential, nn
+    from fastcnn.optim import Adam
+    model = Sequential(nn.Conv2d(1, 2, 3, padding=1, rng=0), nn.ReLU(), nn.MaxPool2d(2),
+                       nn.Conv2d(2, 3, 3, padding=1, rng=1), nn.ReLU(), nn.MaxPool2d(2),
+                       nn.Flatten(), nn.Linear(12, 3, rng=2))
+    model.compile(Adam(model.parameters(), lr=0.01), nn.SoftmaxCrossEntropy())
+    return model.to(device)
+
+
+@pytest.mark.skipif(not ON_SIMULATOR, reason="counts the simulator's copies")
+def test_a_training_step_copies_only_its_batch_and_its_loss(monkeypatch):
+    """Issue 5: a training step uploads its batch (images, labels) and copies one thing
+    back, its loss; the labels are checked in the loss kernel, the pooling indices not at
+    all (max_pool2d wrote them), the right predictions are counted on the device. (Before:
+    4 copies back, the loss and the checks of the labels twice and of the indices once.)"""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((12, 1, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 12)
+    model, copies = _seed_cnn("cuda"), Copies(monkeypatch)
+    counter = model._counter()
+    model.train_step(x[:4], y[:4], counter)            # warm-up: buffers, optimizer state
+    for step in range(2):
+        copies.clear()
+        loss, correct = model.train_step(x[:4], y[:4], counter)
+        assert isinstance(loss, float) and correct is counter
+        assert len(copies.down) == 1 and copies.down[0][0] == 2, copies.down  # loss partials
+        assert copies.up == [(4, 1, 8, 8), (4,)], copies.up
+    # fit: a copy per step, and one for the epoch's count of right predictions
+    from fastcnn.data import DataLoader
+    copies.clear()
+    history = model.fit(DataLoader((x, y), batch_size=4), verbose=0)
+    assert len(copies.down) == 3 + 1, copies.down
+    # ... which counts as the CPU does
+    cpu = _seed_cnn("cpu")
+    for _ in range(3):
+        cpu.train_step(x[:4], y[:4])
+    want = cpu.fit(DataLoader((x, y), batch_size=4), verbose=0)
+    assert history["accuracy"] == want["accuracy"]
+    np.testing.assert_allclose(history["loss"], want["loss"], rtol=1e-4)
+
+
 @pytest.mark.skipif(not ON_SIMULATOR, reason="counts the simulator's copies")
 def test_the_ops_of_a_training_step_copy_only_the_loss(monkeypatch):
     """conv -> relu -> pool -> linear -> loss and back, then SGD, with the functional ops:
