@@ -7,6 +7,19 @@ data lives (NumPy arrays -> ``cpu``, CUDA arrays -> ``cuda``) unless
 ``backend=`` names one, and calls that backend's function of the same name.
 Backends trust what they get, which keeps the compiled loops free of checks.
 
+One kind of check needs the values, not just the shapes: that indices (max-pool
+and maxout arg-max positions) and class labels lie in range. The backend does it
+(``check_indices``, ``check_labels``), because on the GPU looking at values means
+a copy to the host and a wait for the GPU, which a training step should pay once
+(for its loss), not for every such array. NumPy backends simply check. The cuda
+backend does not re-check indices its own max_pool2d/maxout wrote (any others it
+checks, with that copy), and leaves labels to the loss kernels that read them:
+they skip and count bad ones, and the op raises the same ValueError from the
+value it brings to the host anyway (softmax_cross_entropy, count_correct), or,
+where nothing comes back, marks them (softmax_cross_entropy_backward: NaN rows
+of the gradient; count_correct(into=): not counted). Kernels that read indices
+skip out-of-range ones, so nothing that reaches them can write out of bounds.
+
 Layouts follow PyTorch: images are NCHW, conv weights (out, in, kh, kw),
 linear weights (out_features, in_features). Every int argument for a 2-D op
 also takes a pair ``(h, w)``. Results have the input's dtype (float32 or
@@ -652,13 +665,15 @@ def batch_norm_backward(dy, x, gamma, mean, invstd, training=True, *, backend=No
 
 
 def _labels(op, be, logits, labels):
+    """Integer labels (N,) for logits (N, C); their range is be.check_labels' affair (on the
+    GPU, the loss kernels': see the module's docstring)."""
     _ndim(op, "logits", logits, 2, "(N, C)")
     _nonempty_batch(op, "logits", logits)
     labels = _integers(op, be, "labels", labels)
     if tuple(labels.shape) != (logits.shape[0],):
         raise ValueError(f"{op}: labels must have shape ({logits.shape[0]},) for "
                          f"logits.shape={tuple(logits.shape)}, got {tuple(labels.shape)}")
-    return be.check_indices(op, "labels", labels, logits.shape[1])
+    return be.check_labels(op, labels, logits.shape[1])
 
 
 def softmax_cross_entropy(logits, labels, *, backend=None, out=None):
@@ -672,7 +687,8 @@ def softmax_cross_entropy(logits, labels, *, backend=None, out=None):
 
 
 def softmax_cross_entropy_backward(probs, labels, *, backend=None, out=None):
-    """d(mean loss)/d(logits) = (probs - onehot(labels)) / N."""
+    """d(mean loss)/d(logits) = (probs - onehot(labels)) / N. On the GPU a label outside
+    [0, C) gives a row of NaN instead of an error (the forward op reports it)."""
     op = "softmax_cross_entropy_backward"
     be = _backend(op, backend, {"probs": probs, "labels": labels})
     (probs,) = _floats(op, be, probs=probs)
@@ -729,13 +745,21 @@ def mse_backward(pred, target, *, backend=None, out=None):
     return be.mse_backward(pred, target, out=_out(op, be, out, pred.shape, pred.dtype))
 
 
-def count_correct(scores, labels, *, backend=None):
-    """How many rows of scores (N, C) have their maximum at the label."""
+def count_correct(scores, labels, *, backend=None, into=None):
+    """How many rows of scores (N, C) have their maximum at the label.
+
+    into: a one-element int64 array where scores live, to add the count to instead of
+    returning it (into itself is returned): a running total that stays on the GPU, so
+    counting costs no copy to the host. There, labels outside [0, C) are not counted
+    rather than reported (nothing comes back to raise from); fit counts the labels its
+    loss has just checked.
+    """
     op = "count_correct"
-    be = _backend(op, backend, {"scores": scores, "labels": labels})
+    be = _backend(op, backend, {"scores": scores, "labels": labels, "into": into})
     (scores,) = _floats(op, be, scores=scores)
     labels = _labels(op, be, scores, labels)
-    return be.count_correct(scores, labels)
+    into = _out(op, be, into, (1,), np.dtype(np.int64), name="into")
+    return be.count_correct(scores, labels, into=into)
 
 
 # ---------------------------------------------------------------- optimizer steps

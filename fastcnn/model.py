@@ -144,17 +144,25 @@ class Sequential:
                 return p.dtype
         return None
 
-    def train_step(self, x, y):
-        """One step on one batch: forward, loss, backward, update -> (loss, correct or None)."""
+    def train_step(self, x, y, correct=None):
+        """One step on one batch: forward, loss, backward, update -> (loss, correct).
+        correct: how many predictions were right, or None if the loss does not classify.
+        Given correct= a counter (a one-element int64 array where the model lives, as fit
+        keeps), the count is added to it instead and the counter returned: on the GPU the
+        loss is then the step's one copy to the host."""
         self.loss.forget()
         x = self._on_device(x)
         out = self.forward(x)
         y = self.loss.prepare_target(out, y)
         loss = self.loss.forward(out, y)
-        correct = self.loss.correct(out, y)
+        correct = self.loss.correct(out, y, into=correct)
         self.backward(self.loss.backward(), need_dx=False)
         self.optimizer.step()
         return loss, correct
+
+    def _counter(self):
+        """A running count of right predictions, kept where the model computes."""
+        return backends.get("cuda" if self.device == "cuda" else "cpu").zeros((1,), np.int64)
 
     def fit(self, train, epochs=1, val=None, callbacks=(), verbose=1, batch_size=32):
         """Train for epochs passes over train (a DataLoader, or an (x, y) tuple batched by
@@ -188,21 +196,21 @@ class Sequential:
         self.train()
         start = time.perf_counter()
         total = seen = 0.0
-        correct = None
+        counter, correct = self._counter(), None
         for batch in train:
             if len(batch) < 2:
                 raise ValueError(f"fit: batches must be (inputs, targets), got a batch of "
                                  f"{len(batch)} array(s)")
             x, y = batch[0], batch[1]
-            loss, hits = self.train_step(x, y)
+            loss, correct = self.train_step(x, y, counter)
             total += loss * len(x)
             seen += len(x)
-            if hits is not None:
-                correct = (correct or 0) + hits
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix_str(_format(_epoch_logs(total, correct, seen)), refresh=False)
-        logs = _epoch_logs(total, correct, seen)
+            # The count is read only when the bar has just been redrawn (at most ~10 times
+            # a second): on the GPU each read is a copy; the bar shows it at its next redraw.
+            if bar is not None and bar.update(1):
+                bar.set_postfix_str(_format(_epoch_logs(total, _count(correct), seen)),
+                                    refresh=False)
+        logs = _epoch_logs(total, _count(correct), seen)
         logs["time"] = time.perf_counter() - start
         if self.optimizer is not None and hasattr(self.optimizer, "lr"):
             logs["lr"] = self.optimizer.lr
@@ -226,18 +234,16 @@ class Sequential:
         if not isinstance(data, DataLoader):
             data = DataLoader(data, batch_size=batch_size)
         total = seen = 0.0
-        correct = None
+        counter, correct = self._counter(), None
         with _eval_mode(self):
             for batch in data:
                 self.loss.forget()
                 out = self.forward(self._on_device(batch[0]))
                 y = self.loss.prepare_target(out, batch[1])
                 total += self.loss.forward(out, y) * len(batch[0])
-                hits = self.loss.correct(out, y)
-                if hits is not None:
-                    correct = (correct or 0) + hits
+                correct = self.loss.correct(out, y, into=counter)
                 seen += len(batch[0])
-        return _epoch_logs(total, correct, seen)
+        return _epoch_logs(total, _count(correct), seen)
 
     def predict(self, x, batch_size=500):
         """The model's outputs for x (N, ...), in eval mode, as a NumPy array."""
@@ -433,6 +439,11 @@ class _eval_mode:
     def __exit__(self, *exc):
         for layer, mode in zip(self.model.layers, self.modes):
             layer.train(mode)
+
+
+def _count(counter):
+    """The count in a counter (None for none), copied from the GPU if it lives there."""
+    return None if counter is None else int(backends.to_host(counter)[0])
 
 
 def _epoch_logs(total, correct, seen):

@@ -1,7 +1,8 @@
 """What is particular to the cuda backend (its ops are tested with the others,
 through the backend fixtures): compilation for a real GPU, the GEMM's GPU tile
-shapes, the bounded conv workspace, other libraries' CUDA arrays, no copies to
-the host, and the errors without numba-cuda or without a GPU."""
+shapes, the bounded conv workspace, other libraries' CUDA arrays, one copy to
+the host per training step (pooling indices fastcnn wrote are trusted, labels
+checked by the loss kernels), and the errors without numba-cuda or without a GPU."""
 
 import inspect
 import os
@@ -142,26 +143,88 @@ def test_strided_device_arrays_are_made_contiguous():
     np.testing.assert_array_equal(host(F.relu(strided)), np.maximum(x[:, ::2, :, 1::2], 0))
 
 
+class Copies:
+    """Counts the simulator's copies between host and device (and fails an implicit one)."""
+
+    def __init__(self, monkeypatch):
+        from numba import cuda
+        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+        self.down, self.up = [], []
+
+        def counted(f, log):
+            def copy(*args, **kwargs):
+                log.append(args[0].shape)
+                return f(*args, **kwargs)
+            return copy
+
+        monkeypatch.setattr(FakeCUDAArray, "copy_to_host",
+                            counted(FakeCUDAArray.copy_to_host, self.down))
+        monkeypatch.setattr(FakeCUDAArray, "copy_to_device",
+                            counted(FakeCUDAArray.copy_to_device, self.up))
+        monkeypatch.setattr(cuda, "to_device", counted(cuda.to_device, self.up))
+        monkeypatch.setattr(FakeCUDAArray, "__array__",
+                            lambda *a, **k: pytest.fail("implicit copy"), raising=False)
+
+    def clear(self):
+        self.down.clear()
+        self.up.clear()
+
+
+def _seed_cnn(device):
+    """The seed MNIST CNN's layers (conv-relu-pool twice, flatten, linear; Adam), narrow
+    and on 8 x 8 images so that the simulator runs it in seconds."""
+    from fastcnn import Sequential, nn
+    from fastcnn.optim import Adam
+    model = Sequential(nn.Conv2d(1, 2, 3, padding=1, rng=0), nn.ReLU(), nn.MaxPool2d(2),
+                       nn.Conv2d(2, 3, 3, padding=1, rng=1), nn.ReLU(), nn.MaxPool2d(2),
+                       nn.Flatten(), nn.Linear(12, 3, rng=2))
+    model.compile(Adam(model.parameters(), lr=0.01), nn.SoftmaxCrossEntropy())
+    return model.to(device)
+
+
 @pytest.mark.skipif(not ON_SIMULATOR, reason="counts the simulator's copies")
-def test_a_training_step_copies_only_the_loss_and_the_label_check(monkeypatch):
-    """conv -> relu -> pool -> linear -> loss and back, then SGD: the only copies to the
-    host are the loss value and the range checks of labels and pooling indices."""
-    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
-    copies = []
-    original = FakeCUDAArray.copy_to_host
+def test_a_training_step_copies_only_its_batch_and_its_loss(monkeypatch):
+    """Issue 5: a training step uploads its batch (images, labels) and copies one thing
+    back, its loss; the labels are checked in the loss kernel, the pooling indices not at
+    all (max_pool2d wrote them), the right predictions are counted on the device. (Before:
+    4 copies back, the loss and the checks of the labels twice and of the indices once.)"""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((12, 1, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 12)
+    model, copies = _seed_cnn("cuda"), Copies(monkeypatch)
+    counter = model._counter()
+    model.train_step(x[:4], y[:4], counter)            # warm-up: buffers, optimizer state
+    for step in range(2):
+        copies.clear()
+        loss, correct = model.train_step(x[:4], y[:4], counter)
+        assert isinstance(loss, float) and correct is counter
+        assert len(copies.down) == 1 and copies.down[0][0] == 2, copies.down  # loss partials
+        assert copies.up == [(4, 1, 8, 8), (4,)], copies.up
+    # fit: a copy per step, and one for the epoch's count of right predictions
+    from fastcnn.data import DataLoader
+    copies.clear()
+    history = model.fit(DataLoader((x, y), batch_size=4), verbose=0)
+    assert len(copies.down) == 3 + 1, copies.down
+    # ... which counts as the CPU does
+    cpu = _seed_cnn("cpu")
+    for _ in range(3):
+        cpu.train_step(x[:4], y[:4])
+    want = cpu.fit(DataLoader((x, y), batch_size=4), verbose=0)
+    assert history["accuracy"] == want["accuracy"]
+    np.testing.assert_allclose(history["loss"], want["loss"], rtol=1e-4)
 
-    def counting(self, *args, **kwargs):
-        copies.append(self.shape)
-        return original(self, *args, **kwargs)
 
+@pytest.mark.skipif(not ON_SIMULATOR, reason="counts the simulator's copies")
+def test_the_ops_of_a_training_step_copy_only_the_loss(monkeypatch):
+    """conv -> relu -> pool -> linear -> loss and back, then SGD, with the functional ops:
+    one copy to the host, the loss's (which carries its kernel's check of the labels).
+    (Before: 4, also the checks of the labels twice and of the pooling indices once.)"""
     rng = np.random.default_rng(2)
     x, w, b, fw, labels = to_backend(
         "cuda", rng.standard_normal((2, 1, 6, 6)).astype(np.float32),
         rng.standard_normal((4, 1, 3, 3)).astype(np.float32), np.zeros(4, np.float32),
         rng.standard_normal((3, 16)).astype(np.float32), np.array([0, 2]))
-    monkeypatch.setattr(FakeCUDAArray, "copy_to_host", counting)
-    monkeypatch.setattr(FakeCUDAArray, "__array__", lambda *a, **k: pytest.fail("implicit copy"),
-                        raising=False)
+    copies = Copies(monkeypatch)
     h = F.relu(F.conv2d(x, w, b, padding=1))
     p, idx = F.max_pool2d(h, 3)
     z = F.linear(p.reshape((2, 16)), fw)
@@ -173,8 +236,75 @@ def test_a_training_step_copies_only_the_loss_and_the_label_check(monkeypatch):
     for param, grad in ((w, dw), (b, db), (fw, dfw)):
         F.sgd_step(param, grad, lr=0.1)
     assert isinstance(loss, float)
-    # labels checked twice (loss, its backward), indices once, the loss's partial sums once
-    assert len(copies) == 4, copies
+    assert len(copies.down) == 1 and not copies.up, (copies.down, copies.up)
+
+
+@pytest.mark.skipif(not ON_SIMULATOR, reason="counts the simulator's copies")
+def test_pooling_indices_are_checked_unless_fastcnn_wrote_them(monkeypatch):
+    rng = np.random.default_rng(3)
+    x, dy = to_backend("cuda", rng.standard_normal((2, 3, 4, 4)),
+                       rng.standard_normal((2, 3, 2, 2)))
+    y, idx = F.max_pool2d(x, 2)
+    _, out_idx = F.max_pool2d(x, 2, out=(cuda_backend.empty(y.shape, np.float64),
+                                         cuda_backend.empty(y.shape, np.int32)))
+    g, g_idx = F.maxout(x, 3)
+    want = reference("max_pool2d_backward", host(dy), host(idx), x.shape)
+    copies = Copies(monkeypatch)
+    got = [F.max_pool2d_backward(dy, trusted, x.shape) for trusted in (idx, out_idx)]
+    F.maxout_backward(g, g_idx, 3)
+    assert copies.down == []   # none checked
+    for dx in got:
+        np.testing.assert_array_equal(host(dx), want)
+    # Any other index array is checked: a copy of good ones, or ones that do not fit
+    idx_copy = to_backend("cuda", host(idx))[0]
+    copies.clear()
+    F.max_pool2d_backward(dy, idx_copy, x.shape)
+    assert len(copies.down) == 1
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 4\), found values in"):
+        F.max_pool2d_backward(dy, idx, (2, 3, 2, 2))   # written for a 4 x 4 input
+
+
+@pytest.mark.skipif(not ON_SIMULATOR, reason="writes into simulator arrays")
+def test_changed_pooling_indices_never_write_out_of_bounds():
+    """Indices max_pool2d wrote are not checked again, so if they are changed after,
+    the kernel must skip those out of range (on a GPU, writing there would corrupt memory
+    or crash; on the simulator a too-large one raises, a negative one wraps around)."""
+    rng = np.random.default_rng(4)
+    x, dy = to_backend("cuda", rng.standard_normal((1, 2, 4, 4)),
+                       rng.standard_normal((1, 2, 2, 2)))
+    _, idx = F.max_pool2d(x, 2)
+    changed = host(idx)
+    changed[0, 0, 0, 0], changed[0, 1, 1, 1] = 16, -1
+    idx.copy_to_device(changed)
+    got = host(F.max_pool2d_backward(dy, idx, x.shape))
+    kept = changed.copy()
+    kept[0, 0, 0, 0] = kept[0, 1, 1, 1] = 0
+    want = reference("max_pool2d_backward", host(dy) * (changed == kept), kept, x.shape)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_bad_labels_raise_from_the_loss_copy():
+    """Labels are checked by the loss kernels as they read them; the ops that bring a
+    value to the host raise the CPU's error from it, the backward marks NaN rows."""
+    logits = np.random.default_rng(5).standard_normal((4, 3))
+    for labels in (np.array([0, 1, 3, -1]), np.array([0, 1, 3, -1], np.int32)):
+        d_logits, d_labels = to_backend("cuda", logits, labels)
+        for op in ("softmax_cross_entropy", "count_correct"):
+            with pytest.raises(ValueError, match=rf"{op}: labels must lie in \[0, 3\), "
+                                                 r"found values in \[-1, 3\]"):
+                getattr(F, op)(d_logits, d_labels)
+        good = np.array([0, 1, 2, 0], labels.dtype)
+        _, probs = F.softmax_cross_entropy(d_logits, to_backend("cuda", good)[0])
+        grad = host(F.softmax_cross_entropy_backward(probs, d_labels))
+        want = reference("softmax_cross_entropy_backward", host(probs), good)
+        np.testing.assert_allclose(grad[:2], want[:2], rtol=1e-12)
+        assert np.isnan(grad[2:]).all()
+        counter = cuda_backend.zeros((1,), np.int64)   # counts what it can, raises nothing
+        F.count_correct(d_logits, d_labels, into=counter)
+        assert host(counter)[0] == (logits.argmax(1)[:2] == labels[:2]).sum()
+    huge = to_backend("cuda", np.array([0, 1, 2**40, 2]))[0]   # beyond int32: clamped
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+        F.softmax_cross_entropy(to_backend("cuda", logits)[0], huge)
 
 
 WITHOUT_NUMBA_CUDA = """

@@ -131,6 +131,11 @@ def test_train_ops_reject(any_backend):
            logits, np.zeros(4, np.float32))
     raises(any_backend, ValueError, r"labels must have shape \(4,\)", "softmax_cross_entropy",
            logits, np.zeros(3, int))
+    raises(any_backend, ValueError, r"labels must lie in \[0, 3\)", "count_correct",
+           logits, np.array([0, 1, 3, 0]))
+    raises(any_backend, ValueError, r"into must have shape \(1,\) and dtype int64",
+           "count_correct", logits, np.zeros(4, int),
+           into=to_backend(any_backend, np.zeros(1, np.int32))[0])
     raises(any_backend, ValueError, "logits and targets must have the same shape",
            "bce_with_logits", logits, logits[:2])
     raises(any_backend, ValueError, r"p must be in \[0, 1\)", "dropout", logits, 1.0, 0)

@@ -74,6 +74,30 @@ def test_fit_prints_one_line_per_epoch_when_not_a_terminal(capsys):
     assert capsys.readouterr().out == ""
 
 
+def test_progress_bar_shows_the_running_counts_when_redrawn(monkeypatch):
+    """The bar gets fresh numbers only after a redraw (each costs a copy on the GPU)."""
+    import fastcnn.model
+
+    class Bar:
+        postfixes, redraws, start_t = [], iter([False, True, False]), 0.0
+
+        def update(self, n):
+            return next(self.redraws)
+
+        def set_postfix_str(self, text, refresh=True):
+            self.postfixes.append(text)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(fastcnn.model, "_progress", lambda *args: Bar())
+    x, y = blobs(30)
+    logs = small_cnn().fit(DataLoader((x, y), batch_size=10), verbose=1).history
+    first, last = Bar.postfixes
+    assert first.startswith("loss ") and "accuracy" in first and "accuracy" in last
+    assert f"accuracy {100 * logs['accuracy'][0]:.2f}%" in last
+
+
 def test_callbacks(tmp_path):
     x, y = blobs(40)
     model = small_cnn()

@@ -186,6 +186,18 @@ def test_softmax_cross_entropy(any_backend):
     check(lambda t: run(any_backend, "softmax_cross_entropy", t, labels)[0], grad, logits, rng)
 
 
+def test_count_correct_into_a_counter(any_backend):
+    """count_correct(into=) adds to a running count where the scores live (fit's, on the
+    GPU, needs no copy per step)."""
+    rng = np.random.default_rng(6)
+    logits, labels = rng.standard_normal((9, 4)), rng.integers(0, 4, 9)
+    logits_b, labels_b, counter = to_backend(any_backend, logits, labels,
+                                             np.array([5], np.int64))
+    for _ in range(2):
+        assert F.count_correct(logits_b, labels_b, into=counter) is counter
+    assert host(counter)[0] == 5 + 2 * (logits.argmax(1) == labels).sum()
+
+
 def test_softmax_cross_entropy_is_stable():
     logits = np.array([[1000.0, 0.0, -1000.0], [-1000.0, -1000.0, 1000.0]], np.float32)
     loss, probs = F.softmax_cross_entropy(logits, np.array([0, 1]))

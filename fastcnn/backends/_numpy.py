@@ -30,3 +30,8 @@ def check_indices(op, name, indices, size):
             raise ValueError(f"{op}: {name} must lie in [0, {size}), found values in "
                              f"[{lo}, {hi}]")
     return indices.astype(np.int32, copy=False)
+
+
+def check_labels(op, labels, classes):
+    """Class labels as int32, each in [0, classes); a ValueError otherwise."""
+    return check_indices(op, "labels", labels, classes)

@@ -13,7 +13,8 @@ from .._kernels.pool import (avg_pool2d, avg_pool2d_backward, max_pool2d,  # noq
                              max_pool2d_backward)
 from .._kernels.train import adam_step, relu, relu_backward, sgd_step  # noqa: F401
 from .._kernels.upsample import upsample_nearest2d, upsample_nearest2d_backward  # noqa: F401
-from ._numpy import DEVICE, asarray, check_indices, empty, is_array, to_host, zeros  # noqa: F401
+from ._numpy import (DEVICE, asarray, check_indices, check_labels, empty,  # noqa: F401
+                     is_array, to_host, zeros)
 from .reference import (adadelta_step, adagrad_step, batch_norm,  # noqa: F401
                         batch_norm_backward, bce, bce_backward, bce_with_logits,
                         bce_with_logits_backward, count_correct, dropout, dropout_backward,

@@ -13,7 +13,8 @@ returned tuple, ``None`` entries allocated) to write the result into.
 
 import numpy as np
 
-from ._numpy import DEVICE, asarray, check_indices, empty, is_array, to_host, zeros  # noqa: F401
+from ._numpy import (DEVICE, asarray, check_indices, check_labels, empty,  # noqa: F401
+                     is_array, to_host, zeros)
 
 # ---------------------------------------------------------------- helpers
 
@@ -430,9 +431,13 @@ def mse_backward(pred, target, *, out=None):
     return _into(out, 2 * (pred - target) / pred.dtype.type(pred.size))
 
 
-def count_correct(scores, labels):
-    """How many rows of scores have their maximum at the label."""
-    return int((scores.argmax(axis=1) == labels).sum())
+def count_correct(scores, labels, *, into=None):
+    """How many rows of scores have their maximum at the label (added to into[0], if given)."""
+    hits = int((scores.argmax(axis=1) == labels).sum())
+    if into is None:
+        return hits
+    into[0] += hits
+    return into
 
 
 # ---------------------------------------------------------------- optimizer steps

@@ -26,8 +26,10 @@ class Loss(Layer):
     def forget(self):
         self._saved_for_backward = None
 
-    def correct(self, pred, target):
-        """How many predictions are right (classification losses), else None."""
+    def correct(self, pred, target, into=None):
+        """How many predictions are right (classification losses), else None; into: a
+        one-element int64 array where pred lives to add the count to (and return) instead,
+        so that counting on the GPU needs no copy to the host."""
         return None
 
     cast_target = True
@@ -79,8 +81,18 @@ class SoftmaxCrossEntropy(Loss):
         return F.softmax_cross_entropy_backward(
             probs, labels, out=self._buffer("dx", probs.shape, probs.dtype, probs))
 
-    def correct(self, logits, labels):
-        return F.count_correct(logits, self.prepare_target(logits, labels))
+    def correct(self, logits, labels, into=None):
+        return F.count_correct(logits, self.prepare_target(logits, labels), into=into)
+
+    def prepare_target(self, pred, target):
+        """Host labels go to the GPU as int32, the type the kernels read (so they need no
+        conversion there, and half the bytes move), when they fit it."""
+        if backends.on_gpu(pred) and not backends.on_gpu(target):
+            target = np.asarray(target)
+            if (target.dtype != np.int32 and target.dtype.kind in "iu" and target.size
+                    and -2**31 <= target.min() and target.max() < 2**31):
+                target = target.astype(np.int32)
+        return super().prepare_target(pred, target)
 
 
 class _Elementwise(Loss):

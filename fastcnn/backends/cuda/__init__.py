@@ -4,7 +4,9 @@ Same op names, signatures and results as ``reference.py``; arrays in and out
 are Numba device arrays (CuPy arrays and PyTorch CUDA tensors are accepted as
 they are, through ``__cuda_array_interface__``). Data stays on the GPU: no op
 copies to the host, except a loss's value and count_correct's count (one small
-copy each) and the range check of index arrays (see ``check_indices``).
+copy each, which also brings back the loss kernels' own check of the labels) and
+the range check of index arrays that fastcnn's kernels did not write (see
+``check_indices``): a training step copies only its loss.
 
 Modules: ``gemm`` (the one matrix-product kernel: matmul, linear, the conv
 products), ``conv`` (im2col/col2im around it), ``pool``, ``activations``,
@@ -35,7 +37,7 @@ from .conv import col2im, conv2d, conv2d_backward, im2col  # noqa: F401
 from .gemm import linear, linear_backward, matmul  # noqa: F401
 from .memory import use_memory_pool  # noqa: F401
 from .losses import (bce, bce_backward, bce_with_logits, bce_with_logits_backward,  # noqa: F401
-                     count_correct, mse, mse_backward, softmax_cross_entropy,
+                     check_labels, count_correct, mse, mse_backward, softmax_cross_entropy,
                      softmax_cross_entropy_backward)
 from .optim import adadelta_step, adagrad_step, adam_step, rmsprop_step, sgd_step  # noqa: F401
 from .pool import (avg_pool2d, avg_pool2d_backward, max_pool2d,  # noqa: F401

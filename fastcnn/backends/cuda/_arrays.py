@@ -11,6 +11,7 @@ before its arrays are handed to fastcnn.
 import ctypes
 import math
 import threading
+import weakref
 
 import numpy as np
 from numba import cuda
@@ -187,9 +188,28 @@ def scratch(name, shape, dtype):
 # ---------------------------------------------------------------- index checks
 # An index array can only be range-checked by looking at it, and on the GPU the
 # answer has to come back to the host to raise: one reduction kernel (min and max
-# per block) and one small copy per check. The alternative, kernels that skip or
-# flag bad indices, would leave a wrong answer to be noticed later; a ValueError
-# naming the bad values, as on the CPU, is worth one sync per call.
+# per block) and one copy, which makes the host wait for the GPU. A training step
+# would pay that for every pooling layer, so the indices fastcnn's own kernels
+# wrote (in range by construction) are remembered and not checked again; any
+# other index array is, so bad input still gets a ValueError naming the values.
+# Either way the kernels that read indices skip out-of-range ones: an array
+# changed after it was written can give a wrong gradient but never a write out
+# of bounds. (Labels are checked by the loss kernels as they read them: see
+# check_labels.)
+
+_written = {}   # id(indices) -> (weak reference to it, bound its values lie below)
+
+
+def written_indices(indices, bound):
+    """Remember that a kernel has just filled indices with values in [0, bound)."""
+    key = id(indices)
+    # A weak reference: the array's lifetime is not extended, and its entry goes with it.
+    _written[key] = (weakref.ref(indices, lambda _: _written.pop(key, None)), bound)
+
+
+def _trusted(indices, size):
+    ref, bound = _written.get(id(indices), (None, None))
+    return ref is not None and ref() is indices and bound <= size
 
 
 @kernel(lambda f: (f[::1], f[::1], i32[::1], boolean), dtypes=(np.int32, np.int64))
@@ -226,7 +246,13 @@ def _min_max(F):
 
 def check_indices(op, name, indices, size):
     """indices as a contiguous int32 device array, each in [0, size); a ValueError
-    naming the range found otherwise."""
+    naming the range found otherwise. Indices written by max_pool2d or maxout are
+    returned as they are (no kernel, no copy)."""
+    return indices if _trusted(indices, size) else check_range(op, name, indices, size)
+
+
+def check_range(op, name, indices, size):
+    """check_indices for any index array: one reduction kernel and one copy."""
     convert = indices.dtype != np.int32
     # The int32 copy only lives for the op that asked (the next check reuses it).
     as_int32 = scratch("indices_int32", indices.shape, np.int32) if convert else indices

@@ -7,7 +7,7 @@ import numpy as np
 from numba import cuda
 
 from .. import reference
-from ._arrays import flat, output, outputs, returned
+from ._arrays import flat, output, outputs, returned, written_indices
 from ._jit import THREADS, blocks_for, i32, kernel, u64
 
 
@@ -233,7 +233,8 @@ def _maxout(F):
 @kernel(lambda f: (f[:, :, ::1], i32[:, :, ::1], f[:, :, :, ::1]))
 def _maxout_backward(F):
     def maxout_backward(dy, indices, dx):
-        """A gather per input element: dy where it was its group's maximum, else 0."""
+        """A gather per input element: dy where it was its group's maximum, else 0 (so an
+        index outside the group, which no element matches, is never followed)."""
         _, groups, pool, rest = dx.shape
         for q in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
             n, g = q // (groups * pool * rest), (q // (pool * rest)) % groups
@@ -256,6 +257,7 @@ def maxout(x, pool_size, *, out=None):
     y, indices = outputs(out, [(y_shape, x.dtype), (y_shape, np.int32)])
     _maxout(x.dtype)[blocks_for(y.size), THREADS](
         x.reshape((n, g, pool_size, r)), y.reshape((n, g, r)), indices.reshape((n, g, r)))
+    written_indices(indices, pool_size)   # its backward need not check them
     return returned(out, (y, indices))
 
 

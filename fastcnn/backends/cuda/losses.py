@@ -1,60 +1,119 @@
 """Losses and count_correct. Each loss kernel sums its terms into one partial sum
 per block (shared-memory reduction); the partials come to the host in the op's
-one copy and are added there in float64. Backward ops are elementwise."""
+one copy and are added there in float64. Backward ops are elementwise.
+
+Labels are range-checked by the kernels that read them, not beforehand: a check
+of its own would make the host wait for the GPU and copy once more, three times
+a training step. A label outside [0, C) is skipped and counted; the count comes
+to the host in the op's one copy, and the op raises the same ValueError as the
+CPU (only then looking at the labels again for the range they span).
+softmax_cross_entropy_backward copies nothing, so it marks the gradient rows of
+bad labels with NaN instead; count_correct(into=) likewise copies nothing and
+does not count them.
+"""
 
 import math
 
 import numpy as np
 from numba import cuda
 
-from ._arrays import flat, output, returned
-from ._jit import THREADS, blocks_for, i32, i64, kernel
+from ._arrays import asarray, check_range, flat, output, returned, scratch
+from ._jit import THREADS, blocks_for, boolean, i32, i64, kernel
 from .activations import sigmoid_of
 from .reduce import block_sum, partial_sums, total
 
 
-@kernel(lambda f: (f[:, ::1], i32[::1], f[:, ::1], f[::1]))
+# ---------------------------------------------------------------- labels
+
+
+@kernel(lambda f: (f[::1], i32[::1]), dtypes=(np.int64, np.uint8))
+def _labels_as_int32(F):
+    lo, hi = max(np.iinfo(F).min, -2**31), min(np.iinfo(F).max, 2**31 - 1)
+
+    def labels_as_int32(labels, out):
+        """out = labels, those beyond int32 clamped to it (still outside any class range)."""
+        for i in range(cuda.grid(1), labels.size, cuda.gridsize(1)):
+            out[i] = min(max(labels[i], F(lo)), F(hi))
+    return labels_as_int32
+
+
+def check_labels(op, labels, classes):
+    """labels as the int32 array the loss kernels read, whose range they check (so none
+    is checked here: no copy, no wait). Only used until the next call (a scratch buffer)."""
+    if labels.dtype == np.int32:
+        return labels
+    as_int32 = scratch("labels_int32", labels.shape, np.int32)
+    _labels_as_int32(labels.dtype)[blocks_for(labels.size), THREADS](labels, as_int32)
+    return as_int32
+
+
+def _raise_if_bad(op, bad, labels, classes):
+    """When a kernel found labels outside [0, classes): the CPU's ValueError, naming the
+    range they span (looked up only now, on this error path)."""
+    if bad:
+        check_range(op, "labels", labels, classes)
+
+
+# ---------------------------------------------------------------- softmax cross-entropy
+
+
+@kernel(lambda f: (f[:, ::1], i32[::1], f[:, ::1], f[:, ::1]))
 def _softmax_cross_entropy(F):
     def softmax_cross_entropy(logits, labels, probs, partials):
         """Per row (one thread each): z = logits - max, lse = log sum exp z,
-        probs = exp(z - lse), loss = lse - z[label]; the losses summed per block."""
+        probs = exp(z - lse), loss = lse - z[label]; the losses summed per block into
+        partials[0], the labels outside [0, C) counted into partials[1]."""
         buf = cuda.shared.array(THREADS, F)
-        loss = F(0)
+        classes = logits.shape[1]
+        loss, bad = F(0), F(0)
         for r in range(cuda.grid(1), logits.shape[0], cuda.gridsize(1)):
             top = logits[r, 0]
-            for j in range(1, logits.shape[1]):
+            for j in range(1, classes):
                 top = max(top, logits[r, j])
             sum_exp = F(0)
-            for j in range(logits.shape[1]):
+            for j in range(classes):
                 sum_exp += math.exp(logits[r, j] - top)
             lse = math.log(sum_exp)
-            for j in range(logits.shape[1]):
+            for j in range(classes):
                 probs[r, j] = math.exp(logits[r, j] - top - lse)
-            loss += lse - (logits[r, labels[r]] - top)
+            label = labels[r]
+            if 0 <= label < classes:
+                loss += lse - (logits[r, label] - top)
+            else:
+                bad += F(1)
         loss = block_sum(buf, loss)
+        bad = block_sum(buf, bad)
         if cuda.threadIdx.x == 0:
-            partials[cuda.blockIdx.x] = loss
+            partials[0, cuda.blockIdx.x] = loss
+            partials[1, cuda.blockIdx.x] = bad
     return softmax_cross_entropy
 
 
 @kernel(lambda f: (f[:, ::1], i32[::1], f[:, ::1]))
 def _softmax_cross_entropy_backward(F):
     def softmax_cross_entropy_backward(probs, labels, grad):
-        """(probs - onehot(label)) / N."""
+        """(probs - onehot(label)) / N; NaN across a row whose label is outside [0, C)."""
         rows, classes = probs.shape
         for q in range(cuda.grid(1), probs.size, cuda.gridsize(1)):
             r, j = q // classes, q % classes
-            target = F(1) if labels[r] == j else F(0)
-            grad[r, j] = (probs[r, j] - target) / F(rows)
+            label = labels[r]
+            if 0 <= label < classes:
+                target = F(1) if label == j else F(0)
+                grad[r, j] = (probs[r, j] - target) / F(rows)
+            else:
+                grad[r, j] = F(math.nan)
     return softmax_cross_entropy_backward
 
 
 def softmax_cross_entropy(logits, labels, *, out=None):
+    op = "softmax_cross_entropy"
     probs = output(out, logits.shape, logits.dtype)
     blocks = blocks_for(logits.shape[0])
-    partials = partial_sums("loss", blocks, logits.dtype)
+    partials = scratch("loss", (2, blocks), logits.dtype)
     _softmax_cross_entropy(logits.dtype)[blocks, THREADS](logits, labels, probs, partials)
-    return total(partials) / logits.shape[0], returned(out, probs)
+    losses, bad = partials.copy_to_host()   # the op's one copy
+    _raise_if_bad(op, bad.any(), labels, logits.shape[1])
+    return math.fsum(losses.astype(np.float64)) / logits.shape[0], returned(out, probs)
 
 
 def softmax_cross_entropy_backward(probs, labels, *, out=None):
@@ -193,29 +252,44 @@ def mse_backward(pred, target, *, out=None):
 # ---------------------------------------------------------------- accuracy
 
 
-@kernel(lambda f: (f[:, ::1], i32[::1], i64[::1]))
+@kernel(lambda f: (f[:, ::1], i32[::1], i64[:, ::1], i64[::1], boolean))
 def _count_correct(F):
-    def count_correct(scores, labels, partials):
+    def count_correct(scores, labels, partials, into, add_into):
         """Rows whose first maximum (a NaN counts as the maximum, as NumPy's argmax) is at
-        the label, counted per block."""
+        the label, counted per block into partials[0] and the labels outside [0, C) into
+        partials[1]; with add_into, the blocks' counts are added to into[0] instead."""
         buf = cuda.shared.array(THREADS, np.int64)
-        hits = 0
+        hits, bad = 0, 0
         for r in range(cuda.grid(1), scores.shape[0], cuda.gridsize(1)):
             best, where = scores[r, 0], 0
             for j in range(1, scores.shape[1]):
                 v = scores[r, j]
                 if best == best and (v > best or v != v):
                     best, where = v, j
-            if where == labels[r]:
+            label = labels[r]
+            if where == label:
                 hits += 1
+            if not 0 <= label < scores.shape[1]:
+                bad += 1
         hits = block_sum(buf, hits)
+        bad = block_sum(buf, bad)
         if cuda.threadIdx.x == 0:
-            partials[cuda.blockIdx.x] = hits
+            if add_into:   # integers: the order of the blocks' additions does not matter
+                cuda.atomic.add(into, 0, hits)
+            else:
+                partials[0, cuda.blockIdx.x] = hits
+                partials[1, cuda.blockIdx.x] = bad
     return count_correct
 
 
-def count_correct(scores, labels):
+def count_correct(scores, labels, *, into=None):
     blocks = blocks_for(scores.shape[0])
-    partials = partial_sums("count", blocks, np.int64)
-    _count_correct(scores.dtype)[blocks, THREADS](scores, labels, partials)
-    return int(total(partials))
+    partials = scratch("count", (2, blocks), np.int64)
+    add_into = into is not None
+    _count_correct(scores.dtype)[blocks, THREADS](
+        scores, labels, partials, asarray(into) if add_into else partials[0], add_into)
+    if add_into:
+        return into
+    hits, bad = partials.copy_to_host()   # the op's one copy
+    _raise_if_bad("count_correct", bad.any(), labels, scores.shape[1])
+    return int(hits.sum())

@@ -4,7 +4,7 @@ one per input value backward (a gather), except max-pool's backward (below)."""
 import numpy as np
 from numba import cuda
 
-from ._arrays import fill, output, outputs, returned
+from ._arrays import fill, output, outputs, returned, written_indices
 from ._jit import THREADS, blocks_for, i32, i64, image_grid, kernel
 
 
@@ -50,10 +50,14 @@ def _max_pool_backward(F):
         do not say which windows overlap (the op is not given the window geometry), so a
         gather per input pixel is impossible; instead one thread owns a whole plane (n, c)
         and scatters into it in order: no two threads write the same pixel, no atomics,
-        and the sums are deterministic (in the reference's order)."""
+        and the sums are deterministic (in the reference's order). An index outside the
+        plane is skipped (see _arrays.check_indices: unchecked indices may reach here)."""
+        size = dx.shape[1]
         for plane in range(cuda.grid(1), dx.shape[0], cuda.gridsize(1)):
             for o in range(dy.shape[1]):
-                dx[plane, indices[plane, o]] += dy[plane, o]
+                i = indices[plane, o]
+                if 0 <= i < size:
+                    dx[plane, i] += dy[plane, o]
     return max_pool_backward
 
 
@@ -140,6 +144,7 @@ def max_pool2d(x, kernel_size, stride, padding, *, out=None):
     n, c, oh, ow = shape
     _max_pool(x.dtype)[image_grid(oh * ow, c, n), THREADS](x, y, indices, *kernel_size,
                                                            *stride, *padding)
+    written_indices(indices, x.shape[2] * x.shape[3])   # its backward need not check them
     return returned(out, (y, indices))
 
 
