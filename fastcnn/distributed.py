@@ -21,6 +21,7 @@ epoch of a distributed fit, before the evaluation and the checkpoints (``sync_bu
 import os
 import sys
 import time
+import traceback
 
 import numpy as np
 
@@ -34,6 +35,7 @@ LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE",
 LAUNCHER_VARIABLES = LAUNCHER_SIZE_VARIABLES + ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
 
 _comm = None          # mpi4py's COMM_WORLD once init() found a launcher, else None
+_local = (0, 1)       # (rank among the ranks on this node, their number)
 _initialised = False
 _previous_excepthook = None
 
@@ -76,6 +78,7 @@ def init():
     _initialised = True
     if world_size() > 1:
         _abort_on_uncaught_exceptions()
+        _find_node()
         _share_cores()
     return world_size()
 
@@ -99,6 +102,13 @@ def world_size():
     return 1 if _comm is None else _comm.Get_size()
 
 
+def local_rank():
+    """This process's rank among the ranks on its node (machine): the GPU to pin it to,
+    with one process per GPU."""
+    init()
+    return _local[0]
+
+
 def is_main():
     """True on rank 0: the rank that prints, writes checkpoints and plots."""
     return rank() == 0
@@ -117,15 +127,38 @@ def _abort_on_uncaught_exceptions():
         return
     _previous_excepthook = sys.excepthook
 
-    def abort(kind, value, tb):
+    def abort_job(kind, value, tb):
         _previous_excepthook(kind, value, tb)
-        sys.stderr.write(f"fastcnn.distributed: rank {rank()} of {world_size()} raised "
-                         f"{kind.__name__}; aborting all ranks\n")
-        sys.stderr.flush()
-        sys.stdout.flush()
-        _comm.Abort(1)
+        abort(value, show=False)
 
-    sys.excepthook = abort
+    sys.excepthook = abort_job
+
+
+def abort(error=None, show=True):
+    """End every rank now (MPI_Abort), after printing error's traceback (with show) and
+    which rank ended the job; the exit status is error's (a SystemExit's code), else 1.
+    Does nothing in a world of one."""
+    if world_size() == 1:
+        return
+    if show and error is not None:
+        traceback.print_exception(error)
+    code = error.code if isinstance(error, SystemExit) else 1
+    code = code if isinstance(code, int) and code else 1
+    why = "" if error is None else f" after {type(error).__name__}: {error}"
+    sys.stdout.flush()
+    sys.stderr.write(f"fastcnn.distributed: rank {rank()} of {world_size()} stops{why}; "
+                     f"aborting all ranks\n")
+    sys.stderr.flush()
+    _comm.Abort(code)
+
+
+def _find_node():
+    """The ranks that share this node's memory (MPI's shared-memory split)."""
+    global _local
+    from mpi4py import MPI
+    node = _comm.Split_type(MPI.COMM_TYPE_SHARED)
+    _local = (node.Get_rank(), node.Get_size())
+    node.Free()
 
 
 def _share_cores():
@@ -133,10 +166,7 @@ def _share_cores():
     this node; skipped when the user chose with OMP_NUM_THREADS."""
     if "OMP_NUM_THREADS" in os.environ:
         return
-    from mpi4py import MPI
-    node = _comm.Split_type(MPI.COMM_TYPE_SHARED)
-    local = node.Get_size()
-    node.Free()
+    local = _local[1]
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:      # no affinity masks (macOS)
@@ -152,6 +182,7 @@ def set_threads(n):
     from threadpoolctl import threadpool_limits
 
     from ._kernels.threads import set_num_threads
+    from .backends import cpu  # noqa: F401  (loads SciPy's BLAS, so that the limit reaches it)
     set_num_threads(n)
     threadpool_limits(limits=n, user_api="blas")
 

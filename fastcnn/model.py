@@ -183,6 +183,11 @@ class Sequential:
         try:
             return self._fit(train, epochs, val, callbacks, verbose if dist.is_main() else 0,
                              parallel)
+        except BaseException as e:
+            # The other ranks are, or soon will be, waiting for this one in an allreduce:
+            # end them all rather than leave them hanging, even if a caller catches this.
+            dist.abort(e)
+            raise
         finally:
             self.parallel = previous
 

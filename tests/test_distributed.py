@@ -72,7 +72,7 @@ def small_model(seed=0):
 
 def test_world_of_one_without_mpiexec():
     """No launcher: rank 0 of 1, and a distributed fit is an ordinary fit, to the bit."""
-    assert (dist.rank(), dist.world_size(), dist.comm()) == (0, 1, None)
+    assert (dist.rank(), dist.world_size(), dist.local_rank(), dist.comm()) == (0, 1, 0, None)
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(30, 1, 8, 8)).astype(np.float32), rng.integers(0, 3, 30)
     runs = []
@@ -159,9 +159,10 @@ def mpi(tmp_path_factory):
                     f"{status}): {out.strip()[-500:]}")
 
 
-def run_check(tmp_path, name, timeout=TIMEOUT):
-    """(exit status, output, [what rank 0 reported, what rank 1 reported])."""
-    status, out = mpirun(tmp_path, CHECKS, name, timeout=timeout)
+def run_check(tmp_path, check, timeout=TIMEOUT):
+    """(exit status, output, [what rank 0 reported, what rank 1 reported]) of a check
+    ("name args...")."""
+    status, out = mpirun(tmp_path, CHECKS, *check.split(), timeout=timeout)
     reports = [tmp_path / f"rank-{r}.txt" for r in (0, 1)]
     return status, out, [p.read_text() if p.exists() else "" for p in reports]
 
@@ -174,13 +175,15 @@ def test_two_ranks_train_as_one(mpi, tmp_path):
     assert status == 0 and reports == ["train ok\n"] * 2, out
 
 
-def test_a_failing_rank_ends_the_job(mpi, tmp_path):
+@pytest.mark.parametrize("where", ["in_fit", "outside_fit"])
+def test_a_failing_rank_ends_the_job(mpi, tmp_path, where):
     """Rank 1 raises while rank 0 waits for it in an allreduce: the job ends (no hang),
-    with a non-zero status and rank 1's traceback."""
-    status, out, _ = run_check(tmp_path, "fail", timeout=60)
+    with a non-zero status and rank 1's traceback; in fit even when the error is caught."""
+    status, out, _ = run_check(tmp_path, f"fail {where}", timeout=60)
     assert status != 0, out
     assert "RuntimeError: rank 1 fails on purpose" in out, out
-    assert "aborting all ranks" in out, out
+    assert "rank 1 of 2 stops after RuntimeError: rank 1 fails on purpose; aborting all " \
+           "ranks" in out, out
 
 
 def test_mismatched_models_raise_on_every_rank(mpi, tmp_path):

@@ -49,7 +49,7 @@ def state(model):
 
 def check_train():
     r, world = dist.rank(), dist.world_size()
-    assert world == 2, world
+    assert world == 2 and dist.local_rank() == r, (world, dist.local_rank())
     if "OMP_NUM_THREADS" not in os.environ:     # init() shares the cores out
         assert fastcnn.get_num_threads() == 1, fastcnn.get_num_threads()
 
@@ -94,8 +94,15 @@ def check_train():
     assert scores == {"loss": logs["val_loss"][-1], "accuracy": logs["val_accuracy"][-1]}
 
 
-def check_fail():
-    """Rank 1 raises in its third step while rank 0 goes on to the allreduce."""
+def check_fail(where):
+    """Rank 1 raises while rank 0 goes on to an allreduce: in its third training step
+    (and catches the error: fit aborts the job anyway), or outside fit (uncaught)."""
+    if where == "outside_fit":
+        dist.init()
+        if dist.rank() == 1:
+            raise RuntimeError("rank 1 fails on purpose")
+        dist.allreduce_sum([1.0])
+        return
     model = full_cnn(seed=0)
     steps = []
 
@@ -106,7 +113,11 @@ def check_fail():
         return x
 
     loader = DataLoader(data(64), batch_size=8, shuffle=True, transform=fail_on_rank_1)
-    model.fit(loader, epochs=1, verbose=0, distributed=True)
+    try:
+        model.fit(loader, epochs=1, verbose=0, distributed=True)
+    except RuntimeError:
+        pass
+    dist.allreduce_sum([1.0])
 
 
 def check_mismatch():
@@ -154,5 +165,5 @@ def report(line):
 
 if __name__ == "__main__":
     name = sys.argv[1]
-    globals()[f"check_{name}"]()
+    globals()[f"check_{name}"](*sys.argv[2:])
     report(f"{name} ok")
