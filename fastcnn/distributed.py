@@ -372,8 +372,8 @@ def check_same_model(model, extra=None):
     r = differ[0]
     who = f"rank {r} differs" if len(differ) == 1 else \
         f"ranks {', '.join(map(str, differ))} differ"
-    raise ValueError(f"distributed: the ranks hold different models: {who} from rank 0. "
-                     f"First difference: rank {r} has "
+    raise ValueError(f"distributed: {who} from rank 0 (all ranks must hold the same model "
+                     f"and take the same number of steps). First difference: rank {r} has "
                      f"{_first_difference(everyone[r], reference, r)}")
 
 

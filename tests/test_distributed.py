@@ -187,14 +187,18 @@ def test_a_failing_rank_ends_the_job(mpi, tmp_path, where):
 
 
 def test_mismatched_models_raise_on_every_rank(mpi, tmp_path):
+    """Before training, so the error can be caught: different shapes, different data."""
     status, out, reports = run_check(tmp_path, "mismatch")
     assert status == 0, out
     for report in reports:
-        assert report.startswith("ValueError: distributed: the ranks hold different models: "
-                                 "rank 1 differs from rank 0. First difference: rank 1 has "
-                                 "layer 0 Conv2d(1, 5, 3, padding=1)"), report
-        assert "(5, 1, 3, 3)" in report and "(4, 1, 3, 3)" in report, report
-        assert report.endswith("mismatch ok\n"), report
+        shapes, steps, ok = report.splitlines()
+        assert shapes.startswith("ValueError: distributed: rank 1 differs from rank 0 (all "
+                                 "ranks must hold the same model and take the same number of "
+                                 "steps). First difference: rank 1 has layer 0 "
+                                 "Conv2d(1, 5, 3, padding=1)"), report
+        assert "(5, 1, 3, 3)" in shapes and "(4, 1, 3, 3)" in shapes, report
+        assert steps.endswith("rank 1 has steps per epoch 4 where rank 0 has 1"), report
+        assert ok == "mismatch ok", report
 
 
 def test_gpu_gradients_are_averaged(mpi, tmp_path):

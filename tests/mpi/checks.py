@@ -121,14 +121,16 @@ def check_fail(where):
 
 
 def check_mismatch():
-    """Rank 1 builds a convolution with one channel more: both ranks raise, clearly."""
-    model = plain_cnn(seed=0, dtype=np.float32, channels=4 + dist.rank())
-    try:
-        model.fit(data(16), epochs=1, verbose=0, distributed=True)
-    except ValueError as e:
-        report(f"ValueError: {e}")
-    else:
-        raise AssertionError("a model mismatch went unnoticed")
+    """Rank 1 builds a convolution with one channel more, then the same model with more
+    data than rank 0 (more steps an epoch): both ranks raise, clearly, both times."""
+    for channels, n in ((4 + dist.rank(), 16), (4, 16 + 40 * dist.rank())):
+        model = plain_cnn(seed=0, dtype=np.float32, channels=channels)
+        try:
+            model.fit(data(n), epochs=1, batch_size=8, verbose=0, distributed=True)
+        except ValueError as e:
+            report(f"ValueError: {e}")
+        else:
+            raise AssertionError("a mismatch went unnoticed")
 
 
 def check_gpu():
