@@ -21,7 +21,7 @@ import numpy as np
 
 from . import backends
 from . import distributed as dist
-from .data import DataLoader
+from .data import DataLoader, as_dataset
 from .nn.layers import LAYERS, Layer
 from .optim import Parameter
 
@@ -179,7 +179,11 @@ class Sequential:
             return self._fit(train, epochs, val, callbacks, verbose, None)
         previous = self.parallel
         train = dist.shard(train)
-        parallel = dist.DataParallel(self, check={"steps per epoch": len(train)})
+        # What differs across ranks would leave some waiting in a collective: refuse it.
+        val_size = None if val is None else len(
+            val.dataset if isinstance(val, DataLoader) else as_dataset(val))
+        parallel = dist.DataParallel(self, check={
+            "steps per epoch": len(train), "epochs": epochs, "validation examples": val_size})
         try:
             return self._fit(train, epochs, val, callbacks, verbose if dist.is_main() else 0,
                              parallel)
