@@ -3,6 +3,7 @@ layer, softmax cross-entropy, Adam. Trains on real digits and reports the held-o
 accuracy (about 99 % after 15 epochs on the 8,000 / 2,000 split).
 
     python examples/mnist_cnn.py [--data DIR] [--epochs 15] [--augment] [--threads 2]
+    mpiexec -n 2 python examples/mnist_cnn.py --distributed     # data-parallel on 2 ranks
 
 Writes runs/mnist_cnn.npz (the best epoch's model; fastcnn.model.load reads it
 back) and runs/mnist_cnn.png (loss and accuracy per epoch).

@@ -1,12 +1,16 @@
 """What the MNIST examples share: options, the real digits with their fixed split, and the
-training run (progress bar, checkpoint of the best epoch, plot)."""
+training run (progress bar, checkpoint of the best epoch, plot).
+
+With --distributed, run under MPI (mpiexec -n 2 python examples/mnist_cnn.py
+--distributed): every rank runs this same code on its shard of the digits; rank 0
+alone prints, checkpoints and plots."""
 
 import argparse
 import time
 from pathlib import Path
 
 import fastcnn
-from fastcnn import init
+from fastcnn import distributed, init
 from fastcnn.data import (MNIST_MEAN, MNIST_STD, Compose, DataLoader, RandomRotation,
                           RandomShift, load_mnist, normalize)
 from fastcnn.model import ModelCheckpoint
@@ -42,6 +46,9 @@ def options(description, epochs, batch_size, lr, augment=False):
     ap.add_argument("--out", type=Path, default=REPO / "runs",
                     help="folder for the checkpoint and the plot; default: %(default)s")
     ap.add_argument("--quiet", action="store_true", help="no progress output")
+    ap.add_argument("--distributed", action="store_true",
+                    help="data-parallel over the MPI ranks (run with mpiexec -n N); the "
+                         "batch size is per rank")
     return ap.parse_args()
 
 
@@ -55,6 +62,8 @@ def digits(args):
 
 
 def setup(args):
+    if args.distributed:    # first: with several ranks, it gives each its share of the cores
+        distributed.init()
     if args.threads:
         fastcnn.set_num_threads(args.threads)
     init.seed(args.seed)
@@ -63,9 +72,15 @@ def setup(args):
 def train(model, args, name):
     """Fit on the training digits, report on the held-out ones, save the best epoch and
     the loss/accuracy plot under args.out."""
+    main = not args.distributed or distributed.is_main()
+    say = print if main else (lambda *a, **k: None)
     (x, y), held_out = digits(args)
-    print(f"{len(x):,} training digits, {len(held_out[0]):,} held out, from {args.data}")
-    print(model.summary((1, 28, 28)))
+    say(f"{len(x):,} training digits, {len(held_out[0]):,} held out, from {args.data}")
+    if args.distributed:
+        ranks = distributed.world_size()
+        say(f"{ranks} ranks, {fastcnn.get_num_threads()} thread(s) each, batches of "
+            f"{args.batch_size} a rank ({args.batch_size * ranks} a step)")
+    say(model.summary((1, 28, 28)))
     augment = Compose([RandomRotation(10), RandomShift(2)]) if args.augment else None
     batches = DataLoader((x, y), batch_size=args.batch_size, shuffle=True, seed=args.seed,
                          transform=augment)
@@ -74,14 +89,17 @@ def train(model, args, name):
     start = time.perf_counter()
     history = model.fit(batches, epochs=args.epochs, val=held_out, verbose=0 if args.quiet else 1,
                         callbacks=[ModelCheckpoint(checkpoint, monitor="val_accuracy",
-                                                   save_best_only=True)])
+                                                   save_best_only=True)],
+                        distributed=args.distributed)
     elapsed = time.perf_counter() - start
     accuracy = history["val_accuracy"]
     best = max(range(len(accuracy)), key=accuracy.__getitem__)
-    print(f"held-out accuracy: {100 * accuracy[-1]:.2f}% after {len(accuracy)} epochs, best "
-          f"{100 * accuracy[best]:.2f}% (epoch {best + 1}); {elapsed:.0f} s in all, "
-          f"{sum(history['time']) / len(accuracy):.1f} s per training epoch")
-    print(f"best epoch's model: {checkpoint}")
+    say(f"held-out accuracy: {100 * accuracy[-1]:.2f}% after {len(accuracy)} epochs, best "
+        f"{100 * accuracy[best]:.2f}% (epoch {best + 1}); {elapsed:.0f} s in all, "
+        f"{sum(history['time']) / len(accuracy):.1f} s per training epoch")
+    say(f"best epoch's model: {checkpoint}")
+    if not main:
+        return history
     try:
         history.plot(args.out / f"{name}.png")
         print(f"loss and accuracy plot: {args.out / (name + '.png')}")

@@ -94,24 +94,33 @@ class DataLoader:
     shuffle draws a new order every epoch from a generator seeded by ``seed``;
     ``transform(x_batch, rng)`` (e.g. an augmentation) is applied to the first
     array of every batch. Batches are tuples of NumPy arrays.
+    ``sampler``, in place of shuffle: an iterable of dataset indices with a length,
+    iterated once per epoch (e.g. fastcnn.distributed.DistributedSampler).
     """
 
     def __init__(self, dataset, batch_size=32, shuffle=False, drop_last=False, seed=None,
-                 transform=None):
+                 transform=None, sampler=None):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be an int >= 1, got {batch_size!r}")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: give shuffle or a sampler, not both (the sampler "
+                             "chooses the order)")
         self.dataset = as_dataset(dataset)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
-        self.transform = transform
+        self.transform, self.sampler = transform, sampler
         self.rng = np.random.default_rng(seed)
 
     def __len__(self):
-        n, b = len(self.dataset), self.batch_size
+        n, b = len(self.dataset if self.sampler is None else self.sampler), self.batch_size
         return n // b if self.drop_last else -(-n // b)
 
     def __iter__(self):
-        n = len(self.dataset)
-        order = self.rng.permutation(n) if self.shuffle else None
+        if self.sampler is not None:
+            order = np.fromiter(self.sampler, np.intp)
+            n = len(order)
+        else:
+            n = len(self.dataset)
+            order = self.rng.permutation(n) if self.shuffle else None
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             stop = min(start + self.batch_size, n)
             index = slice(start, stop) if order is None else order[start:stop]

@@ -20,7 +20,8 @@ import zipfile
 import numpy as np
 
 from . import backends
-from .data import DataLoader
+from . import distributed as dist
+from .data import DataLoader, as_dataset
 from .nn.layers import LAYERS, Layer
 from .optim import Parameter
 
@@ -47,6 +48,7 @@ class Sequential:
         self.device = "cpu"
         self.stop_training = False
         self.input_shape = None      # one example's shape, seen by the last forward pass
+        self.parallel = None         # a distributed.DataParallel averaging the gradients
 
     # ---- the layers
 
@@ -157,6 +159,8 @@ class Sequential:
         loss = self.loss.forward(out, y)
         correct = self.loss.correct(out, y, into=correct)
         self.backward(self.loss.backward(), need_dx=False)
+        if self.parallel is not None:
+            self.parallel.average_gradients()
         self.optimizer.step()
         return loss, correct
 
@@ -164,14 +168,42 @@ class Sequential:
         """A running count of right predictions, kept where the model computes."""
         return backends.get("cuda" if self.device == "cuda" else "cpu").zeros((1,), np.int64)
 
-    def fit(self, train, epochs=1, val=None, callbacks=(), verbose=1, batch_size=32):
+    def fit(self, train, epochs=1, val=None, callbacks=(), verbose=1, batch_size=32,
+            distributed=False):
         """Train for epochs passes over train (a DataLoader, or an (x, y) tuple batched by
         batch_size and shuffled). val (same forms) is evaluated after every epoch.
         verbose: 1 a progress bar per epoch on a terminal (a line per epoch otherwise),
-        2 a line per epoch, 0 nothing. Returns the History."""
+        2 a line per epoch, 0 nothing. Returns the History.
+
+        distributed=True, under mpiexec: data-parallel training (fastcnn.distributed).
+        Every rank runs this same call; each trains on its shard of train, with train's
+        batch size (so a step sees batch_size x ranks examples), and the ranks average
+        their gradients every step. Logs and val metrics are over all ranks' data; only
+        rank 0 prints and writes checkpoints. Without mpiexec, an ordinary fit."""
         self._require_compiled("fit")
         if not isinstance(train, DataLoader):
             train = DataLoader(train, batch_size=batch_size, shuffle=True)
+        if not distributed:
+            return self._fit(train, epochs, val, callbacks, verbose, None)
+        previous = self.parallel
+        train = dist.shard(train)
+        # What differs across ranks would leave some waiting in a collective: refuse it.
+        val_size = None if val is None else len(
+            val.dataset if isinstance(val, DataLoader) else as_dataset(val))
+        parallel = dist.DataParallel(self, check={
+            "steps per epoch": len(train), "epochs": epochs, "validation examples": val_size})
+        try:
+            return self._fit(train, epochs, val, callbacks, verbose if dist.is_main() else 0,
+                             parallel)
+        except BaseException as e:
+            # The other ranks are, or soon will be, waiting for this one in an allreduce:
+            # end them all rather than leave them hanging, even if a caller catches this.
+            dist.abort(e)
+            raise
+        finally:
+            self.parallel = previous
+
+    def _fit(self, train, epochs, val, callbacks, verbose, parallel):
         history = History()
         callbacks = [history] + list(callbacks or ())
         for cb in callbacks:
@@ -182,7 +214,7 @@ class Sequential:
         for epoch in range(1, epochs + 1):
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
-            logs = self._train_epoch(train, epoch, epochs, val, verbose)
+            logs = self._train_epoch(train, epoch, epochs, val, verbose, parallel)
             for cb in callbacks:
                 cb.on_epoch_end(epoch, logs)
             if self.stop_training:
@@ -191,7 +223,7 @@ class Sequential:
             cb.on_train_end()
         return history
 
-    def _train_epoch(self, train, epoch, epochs, val, verbose):
+    def _train_epoch(self, train, epoch, epochs, val, verbose, parallel):
         bar = _progress(len(train), f"epoch {epoch}/{epochs}", verbose)
         self.train()
         start = time.perf_counter()
@@ -210,13 +242,18 @@ class Sequential:
             if bar is not None and bar.update(1):
                 bar.set_postfix_str(_format(_epoch_logs(total, _count(correct), seen)),
                                     refresh=False)
-        logs = _epoch_logs(total, _count(correct), seen)
+        correct = _count(correct)
+        if parallel is not None:    # the epoch over all ranks' shards
+            total, correct, seen = _reduced(total, correct, seen)
+            dist.sync_buffers(self)
+        logs = _epoch_logs(total, correct, seen)
         logs["time"] = time.perf_counter() - start
         if self.optimizer is not None and hasattr(self.optimizer, "lr"):
             logs["lr"] = self.optimizer.lr
         if val is not None:
             evaluated = time.perf_counter()
-            logs.update({"val_" + k: v for k, v in self.evaluate(val).items()})
+            scores = self.evaluate(val, distributed=parallel is not None)
+            logs.update({"val_" + k: v for k, v in scores.items()})
             if bar is not None:   # keep the evaluation out of the bar's time and rate
                 bar.start_t += time.perf_counter() - evaluated
         if bar is not None:
@@ -228,10 +265,14 @@ class Sequential:
 
     # ---- evaluation
 
-    def evaluate(self, data, batch_size=500):
-        """Mean loss (and accuracy, for classification) over data, in eval mode."""
+    def evaluate(self, data, batch_size=500, distributed=False):
+        """Mean loss (and accuracy, for classification) over data, in eval mode.
+        distributed=True (a collective: every rank calls it with the same data): each rank
+        evaluates its share of data, and the sums are added across ranks."""
         self._require_compiled("evaluate")
-        if not isinstance(data, DataLoader):
+        if distributed:
+            data = dist.eval_shard(data, batch_size)
+        elif not isinstance(data, DataLoader):
             data = DataLoader(data, batch_size=batch_size)
         total = seen = 0.0
         counter, correct = self._counter(), None
@@ -243,7 +284,10 @@ class Sequential:
                 total += self.loss.forward(out, y) * len(batch[0])
                 correct = self.loss.correct(out, y, into=counter)
                 seen += len(batch[0])
-        return _epoch_logs(total, _count(correct), seen)
+        correct = _count(correct)
+        if distributed:
+            total, correct, seen = _reduced(total, correct, seen)
+        return _epoch_logs(total, correct, seen)
 
     def predict(self, x, batch_size=500):
         """The model's outputs for x (N, ...), in eval mode, as a NumPy array."""
@@ -446,6 +490,13 @@ def _count(counter):
     return None if counter is None else int(backends.to_host(counter)[0])
 
 
+def _reduced(total, correct, seen):
+    """The sums of loss x count, correct and count over all ranks."""
+    total, hits, seen, classifies = dist.allreduce_sum(
+        [total, correct or 0, seen, correct is not None])
+    return float(total), (float(hits) if classifies else None), float(seen)
+
+
 def _epoch_logs(total, correct, seen):
     logs = {"loss": total / seen if seen else math.nan}
     if correct is not None:
@@ -596,7 +647,8 @@ class EarlyStopping(Callback):
 
 class ModelCheckpoint(Callback):
     """Save the model after every epoch (path may hold {epoch} and log names, e.g.
-    "model-{epoch:02d}.npz"), or with save_best_only when `monitor` improved."""
+    "model-{epoch:02d}.npz"), or with save_best_only when `monitor` improved. In a
+    distributed fit only rank 0 writes (all ranks hold the same model)."""
 
     def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto"):
         self.path, self.monitor, self.save_best_only = os.fspath(path), monitor, save_best_only
@@ -610,7 +662,8 @@ class ModelCheckpoint(Callback):
             if self.best is not None and not sign * (self.best - value) > 0:
                 return
             self.best = value
-        self.model.save(self.path.format(epoch=epoch, **logs))
+        if self.model.parallel is None or self.model.parallel.rank == 0:
+            self.model.save(self.path.format(epoch=epoch, **logs))
 
 
 class LearningRateScheduler(Callback):
