@@ -3,6 +3,9 @@
     fastcnn-bench --quick                    # about two minutes on two cores
     fastcnn-bench --out results.json --plot speedups.png
     fastcnn-bench --only conv2d,matmul --threads 1
+    fastcnn-bench --only seed_cnn --synthetic   # the training cases on random images
+    fastcnn-bench --device cuda              # fastcnn's cuda backend against PyTorch CUDA
+    fastcnn-bench --profile-step             # one training step, layer by layer
     fastcnn-bench --readme README.md         # the full run, written into the README
 """
 
@@ -12,7 +15,7 @@ import json
 import sys
 import time
 
-from . import cases, impls, memory, report, runner, threads
+from . import cases, impls, memory, report, runner, threads, training
 
 # Host memory only (GPU memory is not measured); --quick leaves NumPy out.
 MEMORY_OF = ("fastcnn-cpu", "torch-cpu", "numpy")
@@ -40,6 +43,12 @@ def parse(argv):
     p.add_argument("--tiny", action="store_true",
                    help="every case on tiny shapes, each timed once (tests the suite itself)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--synthetic", action="store_true",
+                   help="train the seed CNN on random images, not the real MNIST digits "
+                        "(found in FASTCNN_MNIST_DIR or ../shared/data/mnist)")
+    p.add_argument("--profile-step", action="store_true",
+                   help="time each part of one fastcnn cpu training step of the seed CNN "
+                        "(every layer's forward and backward, loss, optimizer) and exit")
     p.add_argument("--load", metavar="JSON",
                    help="run nothing: show a saved --out file again (table, --plot, --readme)")
     args = p.parse_args(argv)
@@ -61,22 +70,50 @@ def main(argv=None):
     args = parse(argv)
     chosen = cases.select(quick=args.quick, only=args.only, tiny=args.tiny)
     if args.list:
-        for case in cases.select(only=args.only, tiny=args.tiny):
-            print(f"{case.name:40s} {case.describe}{'' if case.quick else '  (full only)'}")
+        for case in cases.select(quick=None, only=args.only, tiny=args.tiny):
+            only = "" if case.quick and case.full else "  (full only)" if case.full \
+                else "  (--quick only)"
+            print(f"{case.name:40s} {case.describe}{only}")
         return 0
     if args.load:
         with open(args.load) as f:
             return _report(json.load(f), args)
-    if not chosen:
+    if not chosen and not args.profile_step:
         print("no case matches --only " + ",".join(args.only), file=sys.stderr)
         return 2
 
     started = time.perf_counter()
     restore_threads = threads.set_all(args.threads)
     try:
+        if args.profile_step:
+            return _profile_step(args)
         return _run(args, argv, chosen, started)
     finally:
         restore_threads()
+
+
+def _digits(args, chosen):
+    """The folder of the real digits for the training cases, or None for random images
+    (--synthetic, --tiny, or no digits found: then with a note saying so)."""
+    if args.synthetic or args.tiny or not any(c.trains for c in chosen):
+        return None
+    found = training.find_mnist()
+    if found is None:
+        print("note: the real MNIST digits are not in FASTCNN_MNIST_DIR or "
+              "../shared/data/mnist: the training cases train on random images of the same "
+              "shape (as with --synthetic)", file=sys.stderr)
+    return found
+
+
+def _profile_step(args):
+    steps = 30
+    parts = training.profile_step(steps, _digits(args, [cases.find("seed_cnn train_step")]),
+                                  args.seed)
+    total = sum(parts.values())
+    print(f"One fastcnn cpu training step of the seed CNN (batch 100, Adam), part by part: "
+          f"the fastest of {steps} steps, {args.threads} threads; sum {total * 1e3:.1f} ms")
+    print(report.profile_table(parts))
+    return 0
 
 
 def _busy_after():
@@ -118,9 +155,11 @@ def _run(args, argv, chosen, started):
             started_steps.append(label)
             bar.set_description(label[:60])
 
+    mnist = _digits(args, chosen)
     results = []
     for case in chosen:
-        result = runner.run_case(case, ready, budget, seed=args.seed, on_step=step)
+        result = runner.run_case(case, ready, budget, seed=args.seed, on_step=step,
+                                 mnist=mnist)
         results.append(runner.add_rates_and_speedups(result))
     by_name = {r["name"]: r for r in results}
     for name in memory_of if memory_cases else []:
@@ -139,6 +178,7 @@ def _run(args, argv, chosen, started):
            "budget": dataclasses.asdict(budget), "rtol": runner.RTOL,
            "implementations": {i.name: i.label for i in ready}, "not_run": missing,
            "cases": results, "wall_seconds": time.perf_counter() - started,
+           "mnist": None if mnist is None else str(mnist),
            "busy_cores": {"before": busy_before, "after": None if args.tiny else _busy_after()}}
     return _report(run, args)
 

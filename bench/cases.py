@@ -8,13 +8,18 @@ or written once (GB/s). Each case carries a tiny twin with the same structure
 (``Case.shrunk()``), so the test suite runs every case in a blink.
 
 Adding an op or a shape is one entry in CASES. A case with inputs that are not
-random arrays (a training step on MNIST, say) gives its own ``make_inputs``.
+random arrays gives its own ``make_inputs``: the training cases (one step and
+one epoch of the seed MNIST CNN, training.py) take the real digits and the
+starting weights that way, and their step builds the model once and returns the
+call to time (``trains``).
 """
 
 import dataclasses
 from typing import Callable, Optional
 
 import numpy as np
+
+from . import training
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,13 +33,17 @@ class Case:
     quick: bool = True             # part of --quick
     reference: bool = True         # time the naive reference (small shapes only)
     memory: bool = False           # measure the peak memory of one call
+    full: bool = True              # part of the full run
+    images: int = 0                # images one call trains on: rate in images/s
+    trains: bool = False           # step(**inputs) builds a model, returns the call to time
     tiny: Optional["Case"] = None  # the same case on tiny shapes, for tests
-    make_inputs: Optional[Callable] = None  # make_inputs(case, rng) -> dict of arguments
+    make_inputs: Optional[Callable] = None  # make_inputs(case, rng, mnist) -> dict of arguments
 
-    def inputs(self, rng):
-        """The array arguments: standard-normal float32 unless the case makes its own."""
+    def inputs(self, rng, mnist=None):
+        """The array arguments: standard-normal float32 unless the case makes its own
+        (mnist: the folder of the real digits for the training cases, None: random images)."""
         if self.make_inputs is not None:
-            return self.make_inputs(self, rng)
+            return self.make_inputs(self, rng, mnist)
         return {name: rng.standard_normal(shape, dtype=np.float32)
                 for name, shape in self.arrays.items()}
 
@@ -161,6 +170,24 @@ def linear(batch, fin, fout, train, tiny=False, **flags):
     return _with_tiny(case, linear(4, 16, 3, train, True))
 
 
+def seed_cnn(images, epoch, batch=100, side=28, channels=(32, 64), tiny=False, **flags):
+    """One training step of the seed MNIST CNN on a batch of images (forward, loss,
+    backward, Adam step), or one epoch over images in shuffled batches."""
+    params = {"lr": 1e-3}
+    if epoch:
+        params.update(batch_size=batch, shuffle_seed=0)
+    case = Case(name=f"seed_cnn epoch {images}" if epoch else "seed_cnn train_step",
+                step="train_epoch" if epoch else "train_step",
+                arrays=training.shapes(images, side, channels), params=params,
+                describe=(f"{images:,} images {side}x{side}, batch {batch}" if epoch
+                          else f"batch {images}x1x{side}x{side}") + ", Adam",
+                images=images, reference=False, trains=True, make_inputs=training.inputs,
+                **flags)
+    if tiny:
+        return case
+    return _with_tiny(case, seed_cnn(2 * 8 if epoch else 8, epoch, 8, 8, (4, 8), True))
+
+
 # The convolutions of the issue: (x, weight, stride, padding).
 CONVS = {
     "A": ((100, 1, 28, 28), (32, 1, 3, 3), 1, 1),        # MNIST first layer
@@ -181,8 +208,9 @@ CASES = [
     matmul(1024, 1024, 1024),
     matmul(4096, 4096, 4096, quick=False),
     *[linear(100, 3136, 10, train) for train in (False, True)],
-    # The training cases (one step, one epoch of the seed MNIST CNN) join here once the
-    # layer API is merged: one entry each, with make_inputs loading the digits.
+    seed_cnn(100, epoch=False),
+    seed_cnn(1000, epoch=True, full=False),   # --quick's short epoch
+    seed_cnn(8000, epoch=True, quick=False),  # the whole training split
 ]
 
 
@@ -204,12 +232,17 @@ TARGETS = {
         Target("fastcnn-cpu", "torch", 2.0, "<= 0.5x PyTorch's time (#3)")],
     "matmul 1024x1024x1024": [Target("fastcnn-cpu", "numpy", 0.9, ">= 0.9x NumPy's GFLOP/s (#3)")],
     "matmul 4096x4096x4096": [Target("fastcnn-cuda", "torch", 0.5, ">= 50% of cuBLAS (#5)")],
+    **{f"seed_cnn epoch {n}": [
+        Target("fastcnn-cpu", "torch", 1 / 0.9, "epoch <= 0.9x PyTorch CPU's time (#4)"),
+        Target("fastcnn-cuda", "torch", 1 / 1.5, "epoch <= 1.5x PyTorch CUDA's time (#5)")]
+       for n in (1000, 8000)},
 }
 
 
 def select(quick=False, only=None, tiny=False):
-    """The cases to run: all of them, or --quick's, filtered by --only's substrings."""
-    chosen = [c for c in CASES if c.quick or not quick]
+    """The cases to run: the full run's (quick=False), --quick's (True) or all (None),
+    filtered by --only's substrings."""
+    chosen = [c for c in CASES if quick is None or (c.quick if quick else c.full)]
     if only:
         wanted = [w.strip().lower() for w in only if w.strip()]
         chosen = [c for c in chosen if any(w in c.name.lower() for w in wanted)]

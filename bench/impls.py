@@ -12,6 +12,12 @@ every gradient, so all implementations do the same work:
     linear_train      -> (y, dx, dweight, dbias)
     max_pool2d        -> (y, indices)   # indices as h * W + w: what backward needs
 
+The training steps take the host arrays (images, labels, starting weights), build
+the seed CNN once and return the call to time, which trains on at every call:
+
+    train_step        -> call() -> (loss, *gradients)   # one step on one batch
+    train_epoch       -> call() -> (mean loss,)         # one epoch of shuffled batches
+
 To add an op: a step method here on each implementation, and one entry in cases.py.
 """
 
@@ -19,7 +25,7 @@ import time
 
 import numpy as np
 
-from . import numpy_baseline
+from . import numpy_baseline, training
 
 
 class Implementation:
@@ -148,6 +154,26 @@ class Fastcnn(Implementation):
         y = self.F.linear(x, weight, bias, backend=self.backend)
         return (y,) + tuple(self.F.linear_backward(dy, x, weight, backend=self.backend))
 
+    def _model(self, weights, lr):
+        if self.backend == "reference":
+            raise NotImplementedError("fastcnn's layers run on the cpu and cuda backends only")
+        return training.fastcnn_model(weights, lr, self.device)
+
+    def train_step(self, x, y, lr, **weights):
+        model = self._model(weights, lr)
+        params = model.parameters()
+        x, y = self.put(x), self.put(y)   # the batch waits on the device
+
+        def step():
+            loss, _ = model.train_step(x, y)
+            return (np.float64(loss),) + tuple(p.grad for p in params)
+        return step
+
+    def train_epoch(self, x, y, lr, batch_size, shuffle_seed, **weights):
+        model = self._model(weights, lr)
+        batches = training.shuffled(x, y, batch_size, shuffle_seed)
+        return lambda: (np.float64(model.fit(batches, verbose=0)["loss"][0]),)
+
 
 class NumPy(Implementation):
     """numpy_baseline.py: im2col through strided views and BLAS matmul."""
@@ -169,6 +195,11 @@ class NumPy(Implementation):
     linear = staticmethod(numpy_baseline.linear)
     linear_train = staticmethod(numpy_baseline.linear_train)
 
+    def train_step(self, *args, **kwargs):
+        raise NotImplementedError("no plain NumPy version of a training step")
+
+    train_epoch = train_step
+
 
 class Torch(Implementation):
     """PyTorch's own kernels on one device; gradients through autograd, as users get them."""
@@ -187,10 +218,20 @@ class Torch(Implementation):
             return "PyTorch sees no CUDA GPU"
         return None
 
+    def _setup(self):
+        """torch, set up for this device before anything runs there: on CUDA, IEEE float32
+        products as fastcnn's kernels compute (TF32 would also fail the validation), and
+        cuDNN's fastest algorithm for each shape."""
+        import torch
+        if self.device == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cudnn.benchmark = True
+        return torch
+
     @property
     def torch(self):
-        import torch
-        return torch
+        return self._setup()
 
     @property
     def F(self):
@@ -205,7 +246,7 @@ class Torch(Implementation):
     def get(self, a):
         if isinstance(a, tuple):
             return tuple(self.get(v) for v in a)
-        return a.detach().cpu().numpy()
+        return a.detach().cpu().numpy() if isinstance(a, self.torch.Tensor) else np.asarray(a)
 
     def seconds(self, call):
         if self.device != "cuda":
@@ -270,6 +311,25 @@ class Torch(Implementation):
     def linear_train(self, x, weight, bias, dy):
         leaves = self._leaves(x, weight, bias)
         return self._backward(self.F.linear(*leaves), dy, leaves)
+
+    def _model(self, weights, lr):
+        self._setup()
+        return training.torch_model(weights, lr, self.device)
+
+    def train_step(self, x, y, lr, **weights):
+        model, optimizer = self._model(weights, lr)
+        params = list(model.parameters())
+        x, y = self.put(x), self.put(y)   # the batch waits on the device
+
+        def step():
+            loss, _ = training.torch_step(model, optimizer, x, y)
+            return (loss.detach(),) + tuple(p.grad for p in params)
+        return step
+
+    def train_epoch(self, x, y, lr, batch_size, shuffle_seed, **weights):
+        model, optimizer = self._model(weights, lr)
+        batches = training.shuffled(x, y, batch_size, shuffle_seed)
+        return lambda: (training.torch_epoch(model, optimizer, batches, self.device),)
 
 
 def all_implementations():

@@ -28,7 +28,7 @@ import sys
 
 import numpy as np
 
-from . import cases, impls, threads
+from . import cases, impls, runner, threads
 
 
 def _status():
@@ -53,25 +53,22 @@ def _reset_peak():
 
 def measure(case, impl, seed=0):
     """{"peak_bytes", "method"}: the memory one call of case needs on impl."""
-    arrays = case.inputs(np.random.default_rng(seed))
-    args = {k: impl.put(v) for k, v in arrays.items()}
-    del arrays
-    step = getattr(impl, case.step)
+    call = runner.make_call(impl, case, case.inputs(np.random.default_rng(seed)))
     if _reset_peak():  # Linux: a warm-up call first, then the peak of a steady-state call
-        step(**args, **case.params)
+        call()
         gc.collect()
         _reset_peak()
         before = _status()["VmRSS"]
-        result = step(**args, **case.params)
+        result = call()
         peak = _status()["VmHWM"]
         method = "VmHWM after clear_refs"
     else:  # the first call's rise of the process's peak RSS
         to_bytes = 1 if sys.platform == "darwin" else 1024  # macOS counts bytes, Linux KiB
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * to_bytes
-        result = step(**args, **case.params)
+        result = call()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * to_bytes
         method = "ru_maxrss delta"
-    del result, args
+    del result, call
     gc.collect()
     return {"peak_bytes": peak - before, "method": method}
 

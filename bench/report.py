@@ -96,6 +96,8 @@ def _rate(r):
         return f"{r['gflops']:.1f} GFLOP/s"
     if "gbytes_per_s" in r:
         return f"{r['gbytes_per_s']:.2f} GB/s"
+    if "images_per_s" in r:
+        return f"{r['images_per_s']:,.0f} images/s"
     return ""
 
 
@@ -146,8 +148,9 @@ def table(run):
     if memory:
         text += "\n\nPeak memory of one forward+backward call (resident, measured in a fresh " \
                 "process):\n" + memory
+    note = data_note(run)
     return text + ("\n\nvs X: X's median time / this one's (above 1: faster than X); "
-                   "torch is PyTorch on the same device.")
+                   "torch is PyTorch on the same device." + (" " + note if note else ""))
 
 
 def targets_table(run, markdown=False):
@@ -182,6 +185,23 @@ def memory_table(run, markdown=False):
     if markdown:
         return _markdown(["case"] + names, rows)
     return _table(["case"] + names, rows, "<" + ">" * len(names))
+
+
+def profile_table(parts):
+    """The parts of a training step ({part: seconds}), each with its share of the sum."""
+    total = sum(parts.values())
+    rows = [[part, f"{seconds * 1e3:.2f} ms", f"{100 * seconds / total:.1f} %"]
+            for part, seconds in parts.items()]
+    return _table(["part", "time", "share"], rows, "<>>")
+
+
+def data_note(run):
+    """Which images the training cases trained on (empty when there was none)."""
+    if not any(c.get("images") for c in run["cases"]):
+        return ""
+    if run.get("mnist"):
+        return f"The training cases train on the real MNIST digits in {run['mnist']}."
+    return "The training cases train on random images (--synthetic, or no digits found)."
 
 
 def _markdown(header, rows):
@@ -274,6 +294,8 @@ def readme_section(run):
         "calls after a warm-up; \"vs X\" is X's median time over fastcnn's (above 1: "
         "fastcnn is faster); every result was checked against a float64 oracle before "
         "timing."]
+    if data_note(run):
+        lines[-1] += " " + data_note(run)
     busy = run.get("busy_cores", {}).get("before")
     if busy and busy > 0.25:
         lines[-1] += (f" Other processes kept {busy} of the {m['cores']} cores busy when the "

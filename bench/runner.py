@@ -10,6 +10,12 @@ The oracle is fastcnn's reference backend in float64 on the same float32
 values where the case is small enough to time the reference; on the large
 shapes (where the reference takes seconds) it is fastcnn's cpu backend in
 float64, which the test suite checks against the reference.
+
+A training case is checked the same way: every implementation starts from the
+same weights and batches, and its first call (the loss and every gradient of
+one step, or an epoch's mean loss) must match the float64 oracle, fastcnn's
+layers on the cpu backend (they do not run on the reference backend). Its
+later calls train on from where the last one stopped.
 """
 
 import dataclasses
@@ -48,12 +54,23 @@ FULL = Budget()
 ONCE = Budget(seconds=0.0, min_calls=1, max_calls=1, warmup=0, settle=False, rounds=1)  # tests
 
 
+def make_call(impl, case, arrays):
+    """The call to time: impl's step on the arrays, moved to its device first. A training
+    case's step gets the host arrays, builds its model from them once (untimed) and
+    returns the call that trains it."""
+    step = getattr(impl, case.step)
+    if case.trains:
+        return step(**arrays, **case.params)
+    args = {k: impl.put(v) for k, v in arrays.items()}
+    return lambda: step(**args, **case.params)
+
+
 def oracle(case, arrays):
     """(name, result): the case's step in float64, by the reference or by fastcnn cpu."""
     backend = "reference" if case.reference else "cpu"
     wide = {k: v.astype(np.float64) if v.dtype == np.float32 else v for k, v in arrays.items()}
     impl = Fastcnn(backend)
-    result = impl.get(getattr(impl, case.step)(**wide, **case.params))
+    result = impl.get(make_call(impl, case, wide)())
     return f"{impl.name} (float64)", _tuple(result)
 
 
@@ -124,24 +141,30 @@ def time_calls(impl, call, budget, warmup=0):
     return samples
 
 
-def run_case(case, impls, budget, seed=0, on_step=None):
+def run_case(case, impls, budget, seed=0, on_step=None, mnist=None):
     """The case on every implementation: a dict with the oracle, the work and, per
     implementation, its status, samples and statistics (speedups come later).
+    mnist: the folder of the real digits for the training cases (None: random images).
 
     The timed calls come in budget.rounds rounds, each implementation taking its
     turn in every round, so a machine that gets busier or quieter during the case
     slows every implementation alike instead of whichever ran at the time."""
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
-    arrays = case.inputs(rng)
+    arrays = case.inputs(rng, mnist)
     oracle_name, want = oracle(case, arrays)
     oracle_seconds = time.perf_counter() - started
-    out = {"name": case.name, "step": case.step, "describe": case.describe,
+    describe = case.describe
+    if case.trains:
+        describe += ", MNIST digits" if mnist is not None else ", random images"
+    out = {"name": case.name, "step": case.step, "describe": describe,
            "arrays": {k: list(v.shape) for k, v in arrays.items()},
            "params": {k: list(v) if isinstance(v, tuple) else v for k, v in case.params.items()},
            "oracle": oracle_name, "results": {}}
     if case.flops:
         out["flops"] = case.flops
+    elif case.images:
+        out["images"] = case.images
     else:
         out["bytes"] = work_bytes(arrays, want)
     calls = {}
@@ -179,14 +202,11 @@ def run_case(case, impls, budget, seed=0, on_step=None):
 def _validate(case, impl, arrays, want, budget):
     """(result dict, the call to time): the implementation's first call, checked."""
     if impl.name == "reference" and not case.reference:
-        return {"status": "skipped", "reason": "the reference is timed on small shapes only"}, None
+        why = ("fastcnn's layers run on the cpu and cuda backends only" if case.trains
+               else "the reference is timed on small shapes only")
+        return {"status": "skipped", "reason": why}, None
     try:
-        args = {k: impl.put(v) for k, v in arrays.items()}
-        step = getattr(impl, case.step)
-
-        def call():
-            return step(**args, **case.params)
-
+        call = make_call(impl, case, arrays)
         if budget.settle:
             settle()
         error = relative_error(impl.get(call()), want)
@@ -202,14 +222,16 @@ def _validate(case, impl, arrays, want, budget):
 
 
 def add_rates_and_speedups(result):
-    """Per implementation: GFLOP/s or GB/s, and speedups (baseline time / its time) over
-    PyTorch on the same device, NumPy and the reference."""
+    """Per implementation: GFLOP/s, images/s or GB/s, and speedups (baseline time / its
+    time) over PyTorch on the same device, NumPy and the reference."""
     results = result["results"]
     for name, r in results.items():
         if r["status"] != "ok":
             continue
         if "flops" in result:
             r["gflops"] = result["flops"] / r["median"] / 1e9
+        elif "images" in result:
+            r["images_per_s"] = result["images"] / r["median"]
         else:
             r["gbytes_per_s"] = result["bytes"] / r["median"] / 1e9
         device = "cuda" if name.endswith("cuda") else "cpu"

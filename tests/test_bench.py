@@ -12,6 +12,8 @@ import pytest
 
 from fastcnn.bench import __main__ as bench_main
 from fastcnn.bench import cases, impls, memory, report, runner
+from fastcnn.data import load_mnist
+from mnist_data import mnist_dir
 
 
 @pytest.fixture(scope="module")
@@ -28,17 +30,19 @@ def tiny_run(tmp_path_factory):
 
 def test_every_case_runs_and_validates(tiny_run):
     run, _ = tiny_run
-    assert [c["name"] for c in run["cases"]] == [c.name for c in cases.CASES]
+    assert [c["name"] for c in run["cases"]] == [c.name for c in cases.select()]
     for case in run["cases"]:
+        trains = case["step"].startswith("train")
         statuses = {name: r["status"] for name, r in case["results"].items()}
         assert statuses["fastcnn-cpu"] == "ok", case["name"]
-        assert statuses["numpy"] == "ok", case["name"]
-        assert set(statuses.values()) <= {"ok", "skipped"}, (case["name"], statuses)
+        assert statuses["numpy"] == ("n/a" if trains else "ok"), case["name"]
+        assert set(statuses.values()) <= {"ok", "skipped", "n/a"}, (case["name"], statuses)
         for r in case["results"].values():
             if r["status"] == "ok":
                 assert len(r["samples"]) == 1 and r["min"] <= r["median"] <= r["max"]
                 assert r["relative_error"] <= runner.RTOL
                 assert ("gflops" in r) == ("flops" in case)
+                assert ("images_per_s" in r) == trains
 
 
 def test_json_holds_machine_info_and_speedups(tiny_run):
@@ -106,6 +110,83 @@ def test_only_and_quick_pick_cases():
         f"conv2d+bwd {label}" for label in "ABCD"]
     assert "matmul 4096x4096x4096" not in [c.name for c in cases.select(quick=True)]
     assert cases.select(only=["no such case"]) == []
+    # --quick trains one step and a short epoch; the full run the whole training split.
+    assert [c.name for c in cases.select(quick=True, only=["seed_cnn"])] == [
+        "seed_cnn train_step", "seed_cnn epoch 1000"]
+    assert [c.name for c in cases.select(only=["seed_cnn"])] == [
+        "seed_cnn train_step", "seed_cnn epoch 8000"]
+    assert len(cases.select(quick=None)) == len(cases.CASES)
+
+
+def _train_case(name):
+    """A tiny training case with its inputs (random images)."""
+    case = cases.find(name, tiny=True)
+    return case, case.inputs(np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("name", ["seed_cnn train_step", "seed_cnn epoch 8000"])
+def test_a_training_case_matches_the_oracle_from_the_same_weights(name):
+    """fastcnn cpu (float32) and PyTorch, started from the same weights on the same
+    batches, agree with fastcnn's float64 step: one step's loss and every gradient, or an
+    epoch's mean loss (which the Adam updates of every step shape)."""
+    case, arrays = _train_case(name)
+    _, want = runner.oracle(case, arrays)
+    assert len(want) == (7 if case.step == "train_step" else 1) and np.isfinite(want[0])
+    found = [impls.Fastcnn("cpu")] + [i for i in [impls.Torch("cpu")] if not i.unavailable()]
+    for impl in found:
+        call = runner.make_call(impl, case, arrays)
+        assert runner.relative_error(impl.get(call()), want) <= runner.RTOL, impl.name
+        later = impl.get(call())   # the next call trains on from the updated weights
+        assert runner.relative_error(later, want) > 0, impl.name
+
+
+def test_a_training_step_lowers_the_loss_on_its_batch():
+    case, arrays = _train_case("seed_cnn train_step")
+    call = runner.make_call(impls.Fastcnn("cpu"), case, arrays)
+    losses = [float(call()[0]) for _ in range(5)]
+    assert losses[-1] < losses[0]
+
+
+class _WrongTrainer(impls.Fastcnn):
+    def __init__(self):
+        super().__init__("cpu")
+        self.name = "wrong"
+
+    def train_step(self, x, y, lr, **weights):
+        return super().train_step(x[:, :, ::-1], y, lr, **weights)   # images upside down
+
+
+def test_a_wrong_training_step_is_reported_and_not_timed():
+    result = runner.run_case(cases.find("seed_cnn train_step", tiny=True), [_WrongTrainer()],
+                             runner.ONCE)
+    r = result["results"]["wrong"]
+    assert r["status"] == "wrong" and "samples" not in r
+
+
+def test_training_cases_use_the_real_digits_when_found(monkeypatch, capsys):
+    """The first digits of the fixed split when they are found; random images with
+    --synthetic, or with a note when they are not found."""
+    folder = mnist_dir()
+    args = bench_main.parse(["--quick"])
+    chosen = cases.select(quick=True, only=["seed_cnn"])
+    monkeypatch.setenv("FASTCNN_MNIST_DIR", "/no/such/folder")
+    assert bench_main._digits(args, chosen) is None
+    assert "random images" in capsys.readouterr().err
+    if folder is None:
+        pytest.skip("real MNIST digits not found: set FASTCNN_MNIST_DIR")
+    monkeypatch.setenv("FASTCNN_MNIST_DIR", str(folder))
+    assert bench_main._digits(args, chosen) == folder
+    assert bench_main._digits(bench_main.parse(["--synthetic"]), chosen) is None
+    arrays = cases.find("seed_cnn train_step").inputs(np.random.default_rng(0), folder)
+    x, y = load_mnist(folder)
+    assert arrays["x"].shape == (100, 1, 28, 28) and np.array_equal(arrays["y"], y[:100])
+
+
+def test_profile_step_times_every_part(capsys):
+    assert bench_main.main(["--profile-step", "--synthetic", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    for part in ("0 Conv2d forward", "3 Conv2d backward", "loss forward", "optimizer step"):
+        assert part in out
 
 
 def test_tiny_twins_keep_the_structure():

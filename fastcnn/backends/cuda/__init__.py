@@ -12,7 +12,8 @@ Modules: ``gemm`` (the one matrix-product kernel: matmul, linear, the conv
 products), ``conv`` (im2col/col2im around it), ``pool``, ``activations``,
 ``reduce`` (bias sums, batch norm), ``losses``, ``optim``; ``_jit`` says how a
 kernel is written once for float32 and float64; ``compile_check`` compiles all
-of them for a real GPU; ``bench`` times them against cuBLAS/cuDNN/PyTorch;
+of them for a real GPU; ``tune_gemm`` times the GEMM's tile shapes (the
+benchmark suite, ``fastcnn-bench --device cuda``, times the ops against PyTorch);
 ``memory`` offers CUDA's stream-ordered memory pool in place of Numba's
 allocator (``use_memory_pool()``).
 
