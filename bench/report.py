@@ -200,7 +200,9 @@ def data_note(run):
     if not any(c.get("images") for c in run["cases"]):
         return ""
     if run.get("mnist"):
-        return f"The training cases train on the real MNIST digits in {run['mnist']}."
+        # Relative to the repository's root, as the README is read from there.
+        folder = os.path.relpath(run["mnist"]) if os.path.isabs(run["mnist"]) else run["mnist"]
+        return f"The training cases train on the real MNIST digits in {folder}."
     return "The training cases train on random images (--synthetic, or no digits found)."
 
 
