@@ -1,7 +1,7 @@
 """fastcnn-bench: time every kernel against the reference, NumPy and PyTorch in one run.
 
-    fastcnn-bench --quick                    # about two minutes on two cores
-    fastcnn-bench --out results.json --plot speedups.png
+    fastcnn-bench --quick                    # about two minutes; writes results.json, speedups.png
+    fastcnn-bench --out full.json --plot full.png
     fastcnn-bench --only conv2d,matmul --threads 1
     fastcnn-bench --only seed_cnn --synthetic   # the training cases on random images
     fastcnn-bench --device cuda              # fastcnn's cuda backend against PyTorch CUDA
@@ -33,8 +33,12 @@ def parse(argv):
                    help="threads for every implementation (default: all cores, here %(default)s)")
     p.add_argument("--device", choices=("all", "cpu", "cuda"), default="all",
                    help="which implementations to run (default: all that are available)")
-    p.add_argument("--out", metavar="JSON", help="write machine info and every sample here")
-    p.add_argument("--plot", metavar="PNG", help="draw the speedups as a bar chart here")
+    p.add_argument("--out", metavar="JSON",
+                   help="write machine info and every sample here (default: results.json; "
+                        "none with --tiny or --load)")
+    p.add_argument("--plot", metavar="PNG",
+                   help="draw the speedups as a bar chart here (default: speedups.png; "
+                        "none with --tiny or --load)")
     p.add_argument("--readme", metavar="MD",
                    help="rewrite this README's results section (between the bench markers)")
     p.add_argument("--no-memory", action="store_true",
@@ -54,6 +58,9 @@ def parse(argv):
     args = p.parse_args(argv)
     if args.threads < 1:
         p.error("--threads must be at least 1")
+    if not (args.tiny or args.load):   # a real run always leaves its numbers behind
+        args.out = args.out or "results.json"
+        args.plot = args.plot or "speedups.png"
     return args
 
 
