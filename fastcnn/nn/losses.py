@@ -62,7 +62,10 @@ class SoftmaxCrossEntropy(Loss):
         self.forget()
         self._pred(logits, "(N, C) logits", 2)
         shape = tuple(getattr(labels, "shape", np.shape(labels)))
-        kind = getattr(getattr(labels, "dtype", None), "kind", np.asarray(labels).dtype.kind)
+        # np.asarray only where the dtype is not a NumPy one: on a GPU array it would copy.
+        kind = getattr(getattr(labels, "dtype", None), "kind", None)
+        if kind is None:
+            kind = np.asarray(labels).dtype.kind
         if shape != (logits.shape[0],) or kind not in "iu":
             hint = (" (one-hot targets? pass their argmax along axis 1)"
                     if shape == tuple(logits.shape) else "")
