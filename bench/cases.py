@@ -19,6 +19,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from fastcnn.backends import conv_output_size
+
 from . import training
 
 
@@ -60,14 +62,11 @@ def _x(shape):
     return "x".join(map(str, shape))
 
 
-def _out_size(size, kernel, stride, padding):
-    return (size + 2 * padding - kernel) // stride + 1
-
-
 def _conv_shapes(x, w, stride, padding):
     n, c, h, wd = x
     k, _, kh, kw = w
-    return n, c, k, kh, kw, _out_size(h, kh, stride, padding), _out_size(wd, kw, stride, padding)
+    oh, ow = conv_output_size(h, kh, stride, padding), conv_output_size(wd, kw, stride, padding)
+    return n, c, k, kh, kw, oh, ow
 
 
 def _tiny_conv(x, w, stride, padding):

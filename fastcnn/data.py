@@ -256,16 +256,15 @@ class Normalize:
 # new batch, with one random draw per image.
 
 
-def _warp(x, rotation, shift):
-    """Resample each image n at out[i, j] = x[c + R_n ((i, j) - c) - shift_n] (c the centre),
+def _warp(x, rotation):
+    """Resample each image n at out[i, j] = x[c + R_n ((i, j) - c)] (c the centre),
     bilinearly, with zeros outside the image."""
     n, ch, h, w = x.shape
     ii, jj = np.meshgrid(np.arange(h, dtype=np.float32) - np.float32((h - 1) / 2),
                          np.arange(w, dtype=np.float32) - np.float32((w - 1) / 2), indexing="ij")
     r = rotation.astype(np.float32)[:, :, :, None, None]
-    centre = np.array([(h - 1) / 2, (w - 1) / 2], np.float32) - shift.astype(np.float32)
-    src_i = r[:, 0, 0] * ii + r[:, 0, 1] * jj + centre[:, 0, None, None]
-    src_j = r[:, 1, 0] * ii + r[:, 1, 1] * jj + centre[:, 1, None, None]
+    src_i = r[:, 0, 0] * ii + r[:, 0, 1] * jj + np.float32((h - 1) / 2)
+    src_j = r[:, 1, 0] * ii + r[:, 1, 1] * jj + np.float32((w - 1) / 2)
     i0, j0 = np.floor(src_i), np.floor(src_j)
     fi, fj = (src_i - i0).astype(x.dtype)[:, None], (src_j - j0).astype(x.dtype)[:, None]
     # A zero border wide enough for every source pixel: corners outside the image read
@@ -319,7 +318,7 @@ class RandomRotation:
         a = np.deg2rad(rng.uniform(-self.degrees, self.degrees, len(x)))
         cos, sin = np.cos(a), np.sin(a)
         rotation = np.stack([np.stack([cos, -sin], 1), np.stack([sin, cos], 1)], 1)
-        return _warp(x, rotation, np.zeros((len(x), 2)))
+        return _warp(x, rotation)
 
     def __repr__(self):
         return f"RandomRotation(degrees={self.degrees})"

@@ -23,7 +23,7 @@ from . import backends
 from . import distributed as dist
 from .data import DataLoader, as_dataset
 from .nn.layers import LAYERS, Layer
-from .optim import Parameter
+from .optim import parameters
 
 FORMAT = "fastcnn.Sequential"
 FORMAT_VERSION = 1
@@ -67,7 +67,7 @@ class Sequential:
 
     def parameters(self):
         """Parameter handles of every layer, for an optimizer."""
-        return [Parameter(layer, k) for layer in self.layers for k in layer.params]
+        return [p for layer in self.layers for p in parameters(layer)]
 
     def num_params(self):
         return sum(layer.num_params() for layer in self.layers)
@@ -425,7 +425,7 @@ class Sequential:
                 mine = getattr(layer, kind)
                 for k, v in mine.items():
                     a = np.ascontiguousarray(arrays[f"{i}/{kind}/{k}"], dtype=v.dtype)
-                    mine[k] = backends.to_device(a) if self.device == "cuda" else a
+                    mine[k] = backends.mover(self.device)(a)
             layer.forget()
 
 
@@ -608,6 +608,12 @@ def _monitored(who, monitor, logs):
     return logs[monitor]
 
 
+def _improved(mode, best, value, min_delta=0.0):
+    """True when value beats best (None: nothing yet) by more than min_delta."""
+    sign = 1 if mode == "min" else -1
+    return best is None or sign * (best - value) > min_delta
+
+
 class EarlyStopping(Callback):
     """Stop when `monitor` has not improved by min_delta for patience epochs;
     restore_best_weights puts back the best epoch's parameters."""
@@ -623,8 +629,7 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, epoch, logs):
         value = _monitored("EarlyStopping", self.monitor, logs)
-        sign = 1 if self.mode == "min" else -1
-        if self.best is None or sign * (self.best - value) > self.min_delta:
+        if _improved(self.mode, self.best, value, self.min_delta):
             self.best, self.wait = value, 0
             if self.restore_best_weights:
                 self.best_weights = [{k: backends.to_host(v).copy() for k, v in d.items()}
@@ -642,7 +647,7 @@ class EarlyStopping(Callback):
             for layer in self.model.layers:
                 for d in (layer.params, layer.buffers):
                     for k, v in next(saved).items():
-                        d[k] = backends.to_device(v) if self.model.device == "cuda" else v
+                        d[k] = backends.mover(self.model.device)(v)
 
 
 class ModelCheckpoint(Callback):
@@ -658,8 +663,7 @@ class ModelCheckpoint(Callback):
     def on_epoch_end(self, epoch, logs):
         if self.save_best_only:
             value = _monitored("ModelCheckpoint", self.monitor, logs)
-            sign = 1 if self.mode == "min" else -1
-            if self.best is not None and not sign * (self.best - value) > 0:
+            if not _improved(self.mode, self.best, value):
                 return
             self.best = value
         if self.model.parallel is None or self.model.parallel.rank == 0:

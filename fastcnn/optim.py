@@ -35,7 +35,8 @@ def parameters(layer):
 
 
 class Optimizer:
-    """params: Parameter handles (model.parameters()), or a model or layer itself."""
+    """params: Parameter handles (model.parameters(), or parameters(layer) for one
+    layer), or the model itself."""
 
     state_names = ()
 
@@ -69,7 +70,7 @@ class Optimizer:
 
     def to(self, device):
         """Move the state arrays to "cpu" or "cuda" (model.to does it for its optimizer)."""
-        move = {"cpu": backends.to_host, "cuda": backends.to_device}[device]
+        move = backends.mover(device)
         self.state = [None if s is None else {k: move(v) for k, v in s.items()}
                       for s in self.state]
         return self

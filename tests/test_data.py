@@ -141,7 +141,7 @@ def test_random_rotation():
     x = rng.random((4, 2, 9, 9)).astype(np.float32)
     np.testing.assert_allclose(data.RandomRotation(0)(x, rng), x, atol=1e-6)
     quarter = np.broadcast_to(np.array([[0.0, -1.0], [1.0, 0.0]]), (4, 2, 2))   # 90 degrees
-    np.testing.assert_allclose(data._warp(x, quarter, np.zeros((4, 2))),
+    np.testing.assert_allclose(data._warp(x, quarter),
                                np.rot90(x, -1, axes=(2, 3)), atol=1e-6)
     centre = np.zeros((8, 1, 9, 9), np.float32)
     centre[:, 0, 4, 4] = 1                       # the centre stays where it is

@@ -12,6 +12,11 @@ import importlib
 NAMES = ("reference", "cpu", "cuda")
 
 
+def conv_output_size(size, kernel, stride, padding, dilation=1):
+    """floor((size + 2p - d(k-1) - 1) / s) + 1, the length of a conv or pool output."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
 def get(name):
     """The backend module called name."""
     if name not in NAMES:
@@ -31,11 +36,6 @@ def _of(a):
     return get("cuda" if on_gpu(a) else "cpu")
 
 
-def empty_like(a):
-    """An uninitialised array of a's shape and dtype, where a lives."""
-    return _of(a).empty(a.shape, a.dtype)
-
-
 def zeros_like(a):
     """A zero array of a's shape and dtype, where a lives."""
     return _of(a).zeros(a.shape, a.dtype)
@@ -51,3 +51,12 @@ def to_device(a):
 def to_host(a):
     """a as a NumPy array, copied from the GPU if it lives there."""
     return _of(a).to_host(a)
+
+
+def mover(device):
+    """The function that moves an array to device ("cpu" or "cuda")."""
+    if device == "cpu":
+        return to_host
+    if device == "cuda":
+        return to_device
+    raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")

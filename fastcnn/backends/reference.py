@@ -13,15 +13,11 @@ returned tuple, ``None`` entries allocated) to write the result into.
 
 import numpy as np
 
+from . import conv_output_size
 from ._numpy import (DEVICE, asarray, check_indices, check_labels, empty,  # noqa: F401
                      is_array, to_host, zeros)
 
 # ---------------------------------------------------------------- helpers
-
-
-def conv_output_size(size, kernel, stride, padding, dilation):
-    """floor((size + 2p - d(k-1) - 1) / s) + 1, the length of a conv or pool output."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
 def _tap(xpad, i, j, out_hw, stride, dilation):

@@ -59,10 +59,6 @@ def _pair(v):
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
 
-def _conv_size(size, kernel, stride, padding, dilation=1):
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
 class Layer:
     """The base of every layer: parameters, gradients, buffers, mode, and buffer reuse."""
 
@@ -123,7 +119,7 @@ class Layer:
 
     def to(self, device):
         """Move parameters, gradients and buffers to "cpu" or "cuda"; scratch is dropped."""
-        move = _mover(device)
+        move = backends.mover(device)
         for d in (self.params, self.grads, self.buffers):
             for k in d:
                 d[k] = move(d[k])
@@ -169,14 +165,6 @@ class Layer:
         if value is None:
             raise RuntimeError(f"{self.name}: backward() needs a {what} pass first")
         return value
-
-
-def _mover(device):
-    if device == "cpu":
-        return backends.to_host
-    if device == "cuda":
-        return backends.to_device
-    raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
 
 
 def _without_defaults(config, **defaults):
@@ -255,8 +243,8 @@ class Conv2d(Layer):
         self._x = None
 
     def output_hw(self, h, w):
-        return tuple(_conv_size(s, k, st, p, d) for s, k, st, p, d in zip(
-            (h, w), self.kernel_size, self.stride, self.padding, self.dilation))
+        return tuple(map(backends.conv_output_size, (h, w), self.kernel_size, self.stride,
+                         self.padding, self.dilation))
 
     def forward(self, x):
         self.forget()
@@ -300,7 +288,7 @@ class BatchNorm2d(Layer):
 
     def to(self, device):
         if hasattr(self, "_fixed"):
-            self._fixed = {k: _mover(device)(v) for k, v in self._fixed.items()}
+            self._fixed = {k: backends.mover(device)(v) for k, v in self._fixed.items()}
         return super().to(device)
 
     def _affine(self, name):
@@ -365,8 +353,8 @@ class MaxPool2d(Layer):
         self._saved_for_backward = None
 
     def _y_shape(self, x):
-        return tuple(x.shape[:2]) + tuple(_conv_size(s, k, st, p) for s, k, st, p in zip(
-            x.shape[2:], self.kernel_size, self.stride, self.padding))
+        return tuple(x.shape[:2]) + tuple(map(
+            backends.conv_output_size, x.shape[2:], self.kernel_size, self.stride, self.padding))
 
     def forward(self, x):
         self.forget()

@@ -16,6 +16,7 @@ A 1x1 kernel with stride 1 and no padding needs no unfolding: cols[n] is x[n].
 
 from numba import cuda
 
+from .. import conv_output_size
 from ._arrays import output, returned, scratch
 from ._jit import THREADS, i64, image_grid, kernel
 from .gemm import BIAS_PER_ROW, Operand, gemm, gemm_sum
@@ -71,15 +72,11 @@ def _col2im(F):
     return col2im
 
 
-def _output_size(size, kernel, stride, padding, dilation):
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
 def _geometry(x_shape, kernel_size, stride, padding, dilation):
     """(kh, kw, sh, sw, ph, pw, dh, dw) and the output's (OH, OW)."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
-    oh = _output_size(x_shape[2], kh, sh, ph, dh)
-    ow = _output_size(x_shape[3], kw, sw, pw, dw)
+    oh = conv_output_size(x_shape[2], kh, sh, ph, dh)
+    ow = conv_output_size(x_shape[3], kw, sw, pw, dw)
     return (kh, kw, sh, sw, ph, pw, dh, dw), (oh, ow)
 
 

@@ -4,12 +4,9 @@ one per input value backward (a gather), except max-pool's backward (below)."""
 import numpy as np
 from numba import cuda
 
+from .. import conv_output_size
 from ._arrays import fill, output, outputs, returned, written_indices
 from ._jit import THREADS, blocks_for, i32, i64, image_grid, kernel
-
-
-def _output_size(size, kernel, stride, padding):
-    return (size + 2 * padding - kernel) // stride + 1
 
 
 def _pool_signature(f):
@@ -134,8 +131,8 @@ def _upsample_backward(F):
 
 def _pooled_shape(x_shape, kernel_size, stride, padding):
     n, c, h, w = x_shape
-    return (n, c, _output_size(h, kernel_size[0], stride[0], padding[0]),
-            _output_size(w, kernel_size[1], stride[1], padding[1]))
+    return (n, c, conv_output_size(h, kernel_size[0], stride[0], padding[0]),
+            conv_output_size(w, kernel_size[1], stride[1], padding[1]))
 
 
 def max_pool2d(x, kernel_size, stride, padding, *, out=None):
