@@ -286,18 +286,9 @@ def allreduce_sum(values):
 # ---------------------------------------------------------------- model state
 
 
-def _on_gpu(a):
-    # Numba's CUDA simulator marks its arrays __cuda_ndarray__ without the interface.
-    return backends.on_gpu(a) or bool(getattr(a, "__cuda_ndarray__", False))
-
-
-def _to_host(a):
-    return a.copy_to_host() if _on_gpu(a) else np.asarray(a)
-
-
 def _write(a, values):
     """Write the host array values into a, in place, wherever a lives."""
-    if _on_gpu(a):
+    if backends.on_gpu(a):
         a.copy_to_device(np.ascontiguousarray(values.reshape(a.shape)))
     else:
         a[...] = values.reshape(a.shape)
@@ -323,9 +314,15 @@ def broadcast_state(model, root=0):
     if world_size() == 1:
         return
     for dtype, arrays in _by_dtype([a for _, a in _state(model)]).items():
-        flat = np.concatenate([_to_host(a).reshape(-1) for a in arrays]).astype(dtype)
+        flat = _pack(arrays, dtype)
         _comm.Bcast(flat, root=root)
         _unpack(flat, arrays)
+
+
+def _pack(arrays, dtype):
+    """The arrays (of one dtype, wherever they live) flattened into one new host array."""
+    return np.concatenate([backends.to_host(a).reshape(-1) for a in arrays]).astype(
+        dtype, copy=False)
 
 
 def _unpack(flat, arrays):
@@ -344,7 +341,7 @@ def sync_buffers(model):
         return
     from mpi4py import MPI
     for dtype, arrays in _by_dtype([a for _, a in _state(model, ("buffers",))]).items():
-        flat = np.concatenate([_to_host(a).reshape(-1) for a in arrays]).astype(dtype)
+        flat = _pack(arrays, dtype)
         _comm.Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)
         flat *= dtype.type(1 / world_size())
         _unpack(flat, arrays)
@@ -454,7 +451,7 @@ class _Bucket:
 
     def fits(self, grad, view):
         return (tuple(grad.shape) == tuple(view.shape) and np.dtype(grad.dtype) == self.dtype
-                and _on_gpu(grad) == self.gpu)
+                and backends.on_gpu(grad) == self.gpu)
 
     def attach(self):
         """Make every gradient a view of this bucket again, keeping its current values.
@@ -489,7 +486,7 @@ class _Bucket:
         """Divide the sums by the number of ranks (and copy back from the staging buffer)."""
         scale = self.dtype.type(1 / world)
         if self.gpu and self.staging is None:
-            from ._device_scale import scale as scale_on_device
+            from .backends.cuda._arrays import scale as scale_on_device
             scale_on_device(self.flat, scale)
         else:
             np.multiply(buffer, scale, out=buffer)
@@ -547,7 +544,7 @@ class DataParallel:
         groups = {}
         for layer in self.model.layers:
             for key, grad in layer.grads.items():
-                groups.setdefault((np.dtype(grad.dtype), _on_gpu(grad)), []).append(
+                groups.setdefault((np.dtype(grad.dtype), backends.on_gpu(grad)), []).append(
                     (layer, key))
         self.buckets = []
         for (dtype, gpu), entries in groups.items():

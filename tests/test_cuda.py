@@ -143,6 +143,16 @@ def test_strided_device_arrays_are_made_contiguous():
     np.testing.assert_array_equal(host(F.relu(strided)), np.maximum(x[:, ::2, :, 1::2], 0))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scale_in_place(dtype):
+    """The kernel fastcnn.distributed divides GPU gradient sums with."""
+    from fastcnn.backends.cuda import _arrays
+    x = np.arange(1000, dtype=dtype) - 300
+    (dev,) = to_backend("cuda", x)
+    _arrays.scale(dev, 0.5)
+    np.testing.assert_array_equal(host(dev), x * dtype(0.5))
+
+
 class Copies:
     """Counts the simulator's copies between host and device (and fails an implicit one)."""
 

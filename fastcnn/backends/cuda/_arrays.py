@@ -16,7 +16,7 @@ import weakref
 import numpy as np
 from numba import cuda
 
-from .. import on_gpu
+from .. import _numpy, on_gpu
 from ._jit import SIMULATOR, THREADS, blocks_for, boolean, i32, kernel
 
 DEVICE = "cuda"
@@ -132,6 +132,20 @@ def _fill(F):
 def fill(a, value):
     """Set every element of the contiguous device array a to value."""
     _fill(a.dtype)[blocks_for(a.size), THREADS](flat(a), a.dtype.type(value))
+
+
+@kernel(lambda f: (f[::1], f))
+def _scale(F):
+    def scale(a, factor):
+        for i in range(cuda.grid(1), a.size, cuda.gridsize(1)):
+            a[i] *= factor
+    return scale
+
+
+def scale(a, factor):
+    """a *= factor on the contiguous device array a (fastcnn.distributed averages the
+    summed gradients with it where CUDA-aware MPI leaves them on the GPU)."""
+    _scale(a.dtype)[blocks_for(a.size), THREADS](flat(a), a.dtype.type(factor))
 
 
 # ---------------------------------------------------------------- strided arrays
@@ -261,8 +275,6 @@ def check_range(op, name, indices, size):
     blocks = blocks_for(indices.size)
     partials = scratch("index_range", (2 * blocks,), indices.dtype)
     _min_max(indices.dtype)[blocks, THREADS](flat(indices), partials, flat(as_int32), convert)
-    found = partials.copy_to_host()
-    lo, hi = int(found.min()), int(found.max())
-    if lo < 0 or hi >= size:
-        raise ValueError(f"{op}: {name} must lie in [0, {size}), found values in [{lo}, {hi}]")
+    # The partials hold each block's min and max: their range is the indices' range.
+    _numpy.check_indices(op, name, partials.copy_to_host(), size)
     return as_int32

@@ -47,7 +47,7 @@ def _gemm_signature(f):
 def _two_blocks_per_sm(dtype, TM, TN, RM, RN, BK):
     """float32: at most 128 registers a thread, so that two blocks share a multiprocessor
     (the 8x8 tile needs 132 otherwise, and then runs one block of 8 warps per SM; with
-    the bound ptxas fits it in 116 without spilling). float64's accumulators alone
+    the bound ptxas fits it in 118 without spilling). float64's accumulators alone
     would need 128 registers: no bound."""
     return (TM * TN, 2) if dtype.itemsize == 4 else None
 
@@ -59,15 +59,19 @@ def _gemm(F, TM, TN, RM, RN, BK):
     A_SHAPE, B_SHAPE = (BK, BM + PAD), (BK, BN + PAD)   # constants, as shared arrays need
 
     @cuda.jit(device=True, inline="always")
+    def slot(e, stride_k, SIZE):
+        """(kk, oo) of the e-th element of a SIZE x BK slice. Consecutive threads take
+        consecutive addresses: along k if k is the unit stride, else along o."""
+        if stride_k == 1:
+            return e % BK, e // BK
+        return e // SIZE, e % SIZE
+
+    @cuda.jit(device=True, inline="always")
     def fetch(src, base, stride_o, stride_k, o0, k0, o_size, k_size, tid, regs, SIZE, LOADS):
-        """This thread's share of a SIZE x BK slice of an operand, into registers. Consecutive
-        threads take consecutive addresses: along k if k is the unit stride, else along o."""
+        """This thread's share of a SIZE x BK slice of an operand, into registers."""
         for q in range(LOADS):
             e = tid + q * THREADS
-            if stride_k == 1:
-                kk, oo = e % BK, e // BK
-            else:
-                kk, oo = e // SIZE, e % SIZE
+            kk, oo = slot(e, stride_k, SIZE)
             o, kg = o0 + oo, k0 + kk
             value = F(0)
             if e < SIZE * BK and o < o_size and kg < k_size:
@@ -79,10 +83,7 @@ def _gemm(F, TM, TN, RM, RN, BK):
         """The fetched values into the shared tile, stored k-major: tile[kk, oo]."""
         for q in range(LOADS):
             e = tid + q * THREADS
-            if stride_k == 1:
-                kk, oo = e % BK, e // BK
-            else:
-                kk, oo = e // SIZE, e % SIZE
+            kk, oo = slot(e, stride_k, SIZE)
             if e < SIZE * BK:
                 tile[kk, oo] = regs[q]
 

@@ -20,7 +20,7 @@ from numba import cuda
 from ._arrays import asarray, check_range, flat, output, returned, scratch
 from ._jit import THREADS, blocks_for, boolean, i32, i64, kernel
 from .activations import sigmoid_of
-from .reduce import block_sum, partial_sums, total
+from .reduce import block_sum, total
 
 
 # ---------------------------------------------------------------- labels
@@ -213,7 +213,7 @@ _LOSSES = {
 
 def _mean_loss(name, pred, target):
     blocks = blocks_for(pred.size)
-    partials = partial_sums("loss", blocks, pred.dtype)
+    partials = scratch("loss", (blocks,), pred.dtype)
     _LOSSES[name][0](pred.dtype)[blocks, THREADS](flat(pred), flat(target), partials)
     return total(partials) / pred.size
 

@@ -197,14 +197,6 @@ def batch_norm_backward(dy, x, gamma, mean, invstd, training, *, out=None):
 # ---------------------------------------------------------------- whole-array sums
 
 
-def partial_sums(name, blocks, dtype):
-    """A device array for one partial sum per block."""
-    return scratch(name, (blocks,), dtype)
-
-
 def total(partials):
-    """The partial sums' total, as a Python number (the one copy to the host)."""
-    values = partials.copy_to_host()
-    if values.dtype.kind == "f":
-        return math.fsum(values.astype(np.float64))
-    return int(values.sum())
+    """The float partial sums' total, as a Python float (the one copy to the host)."""
+    return math.fsum(partials.copy_to_host().astype(np.float64))
