@@ -56,6 +56,16 @@ cdef inline bint runs_are_contiguous(const Geometry* g) noexcept nogil:
     return g.sh == 1 and g.sw == 1 and g.ow == g.w
 
 
+cdef inline void zero_wrapped(real* run, int r0, int r1, int lo, int hi, int ow) noexcept nogil:
+    """Zero the entries of a contiguous run (output rows r0 .. r1 - 1, valid columns
+    lo .. hi - 1) that wrap from the end of one row into the start of the next."""
+    cdef int o
+    cdef Py_ssize_t t
+    for o in range(r0, r1 - 1):
+        for t in range(o * ow + hi, (o + 1) * ow + lo):
+            run[t] = 0
+
+
 cdef void im2col_image(const real* x, Geometry g, real* cols) noexcept nogil:
     """cols[(c, i, j), (oh, ow)] = x[c, oh*sh - ph + i*dh, ow*sw - pw + j*dw], 0 in the padding.
 
@@ -81,9 +91,7 @@ cdef void im2col_image(const real* x, Geometry g, real* cols) noexcept nogil:
                         dst[t] = src[t]
                     for t in range((r1 - 1) * ow + hi, plane):
                         dst[t] = 0
-                    for o in range(r0, r1 - 1):
-                        for t in range(o * ow + hi, (o + 1) * ow + lo):
-                            dst[t] = 0
+                    zero_wrapped(dst, r0, r1, lo, hi, ow)
                     dst += plane
                     continue
                 for o in range(g.oh):
@@ -124,9 +132,7 @@ cdef void col2im_image(real* cols, Geometry g, real* x, bint clobber) noexcept n
             for j in range(g.kw):
                 inside(j * g.dw - g.pw, g.sw, g.w, g.ow, &lo, &hi)
                 if clobber and runs_are_contiguous(&g) and r1 > r0 and hi > lo:
-                    for o in range(r0, r1 - 1):
-                        for t in range(o * ow + hi, (o + 1) * ow + lo):
-                            row[t] = 0
+                    zero_wrapped(row, r0, r1, lo, hi, ow)
                     dst = x + (c * g.h + i * g.dh - g.ph) * g.w + j * g.dw - g.pw
                     for t in range(r0 * ow + lo, (r1 - 1) * ow + hi):
                         dst[t] += row[t]

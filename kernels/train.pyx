@@ -140,18 +140,15 @@ cdef void sgd_chunk(real* p, const real* g, real* vel, Py_ssize_t n, real lr, re
         p[i] -= lr * gi
 
 
-cdef void _sgd(real[::1] p, const real[::1] g, real* vel, double lr, double momentum,
+cdef void _sgd(real[::1] p, const real[::1] g, real[::1] vel, double lr, double momentum,
                bint nesterov, double wd) noexcept nogil:
+    """vel is None without momentum."""
     cdef Py_ssize_t n = p.shape[0], chunks = (n + CHUNK - 1) // CHUNK, c, lo
+    cdef real* pv = NULL if vel is None else &vel[0]
     for c in prange(chunks, schedule="static", num_threads=threads_for(chunks)):
         lo = c * CHUNK
-        sgd_chunk(&p[0] + lo, &g[0] + lo, NULL if vel == NULL else vel + lo,
+        sgd_chunk(&p[0] + lo, &g[0] + lo, NULL if pv == NULL else pv + lo,
                   min(CHUNK, n - lo), <real>lr, <real>momentum, nesterov, <real>wd)
-
-
-cdef void _sgd_typed(real[::1] p, const real[::1] g, real[::1] vel, double lr,
-                     double momentum, bint nesterov, double wd) noexcept nogil:
-    _sgd(p, g, NULL if vel is None else &vel[0], lr, momentum, nesterov, wd)
 
 
 def sgd_step(param, grad, velocity, lr, momentum, nesterov, weight_decay):
@@ -159,7 +156,6 @@ def sgd_step(param, grad, velocity, lr, momentum, nesterov, weight_decay):
         return
     vel = _flat(velocity) if momentum else None
     if param.dtype == np.float32:
-        _sgd_typed[float](_flat(param), _flat(grad), vel, lr, momentum, nesterov, weight_decay)
+        _sgd[float](_flat(param), _flat(grad), vel, lr, momentum, nesterov, weight_decay)
     else:
-        _sgd_typed[double](_flat(param), _flat(grad), vel, lr, momentum, nesterov,
-                           weight_decay)
+        _sgd[double](_flat(param), _flat(grad), vel, lr, momentum, nesterov, weight_decay)

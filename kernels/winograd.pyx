@@ -309,7 +309,7 @@ cdef void filter_gradient(const real* z, int k, int c, real* dweight) noexcept n
     """dweight[k, c] = G^T z_kc G, z[e, c, k] summed over tiles; G^T = [[1, 1/2, 1/2, 0],
     [0, 1/2, -1/2, 0], [0, 1/2, 1/2, 1]]."""
     cdef int o, i, j, s
-    cdef Py_ssize_t kc = <Py_ssize_t>k * c, f
+    cdef Py_ssize_t kc = <Py_ssize_t>k * c
     cdef real zz[4][4]
     cdef real w[3][4]
     cdef real* out
