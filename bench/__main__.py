@@ -15,6 +15,8 @@ import json
 import sys
 import time
 
+from tqdm import tqdm
+
 from . import cases, impls, memory, report, runner, threads, training
 
 # Host memory only (GPU memory is not measured); --quick leaves NumPy out.
@@ -62,14 +64,6 @@ def parse(argv):
         args.out = args.out or "results.json"
         args.plot = args.plot or "speedups.png"
     return args
-
-
-def _progress(total):
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, unit="step", file=sys.stderr, dynamic_ncols=True, leave=False)
 
 
 def main(argv=None):
@@ -150,17 +144,17 @@ def _run(args, argv, chosen, started):
     memory_of = [] if args.no_memory else [
         i.name for i in ready if i.name in MEMORY_OF[:2 if args.quick else 3]]
     memory_cases = [c.name for c in chosen if c.memory]
-    bar = _progress(len(chosen) * len(ready) * (1 + budget.rounds)
-                    + (len(memory_of) if memory_cases else 0))
+    bar = tqdm(total=len(chosen) * len(ready) * (1 + budget.rounds)
+               + (len(memory_of) if memory_cases else 0),
+               unit="step", file=sys.stderr, dynamic_ncols=True, leave=False)
     started_steps = []
 
     def step(label):
         """Count the step before this one as done, show this one."""
-        if bar is not None:
-            if started_steps:
-                bar.update(1)
-            started_steps.append(label)
-            bar.set_description(label[:60])
+        if started_steps:
+            bar.update(1)
+        started_steps.append(label)
+        bar.set_description(label[:60])
 
     mnist = _digits(args, chosen)
     results = []
@@ -175,9 +169,8 @@ def _run(args, argv, chosen, started):
         for case, peak in (memory.peak_memory(name, valid, args.threads, args.tiny)
                            if valid else {}).items():
             by_name[case].setdefault("memory", {})[name] = peak
-    if bar is not None:
-        bar.update(1)
-        bar.close()
+    bar.update(1)
+    bar.close()
 
     run = {"format": "fastcnn-bench 1", "command": "fastcnn-bench " + " ".join(argv),
            "mode": "tiny" if args.tiny else "quick" if args.quick else "full",

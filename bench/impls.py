@@ -21,6 +21,7 @@ the seed CNN once and return the call to time, which trains on at every call:
 To add an op: a step method here on each implementation, and one entry in cases.py.
 """
 
+import functools
 import time
 
 import numpy as np
@@ -41,8 +42,12 @@ class Implementation:
         return a
 
     def get(self, a):
+        """A result (an array or a tuple of them) as NumPy arrays on the host."""
         if isinstance(a, tuple):
             return tuple(self.get(v) for v in a)
+        return self.to_numpy(a)
+
+    def to_numpy(self, a):
         return np.asarray(a)
 
     def seconds(self, call):
@@ -90,9 +95,7 @@ class Fastcnn(Implementation):
             return fastcnn.to_device(a)
         return a
 
-    def get(self, a):
-        if isinstance(a, tuple):
-            return tuple(self.get(v) for v in a)
+    def to_numpy(self, a):
         import fastcnn
         return fastcnn.to_host(a)
 
@@ -218,7 +221,8 @@ class Torch(Implementation):
             return "PyTorch sees no CUDA GPU"
         return None
 
-    def _setup(self):
+    @functools.cached_property
+    def torch(self):
         """torch, set up for this device before anything runs there: on CUDA, IEEE float32
         products as fastcnn's kernels compute (TF32 would also fail the validation), and
         cuDNN's fastest algorithm for each shape."""
@@ -230,10 +234,6 @@ class Torch(Implementation):
         return torch
 
     @property
-    def torch(self):
-        return self._setup()
-
-    @property
     def F(self):
         import torch.nn.functional
         return torch.nn.functional
@@ -243,9 +243,7 @@ class Torch(Implementation):
             return self.torch.from_numpy(a).to(self.device)
         return a
 
-    def get(self, a):
-        if isinstance(a, tuple):
-            return tuple(self.get(v) for v in a)
+    def to_numpy(self, a):
         return a.detach().cpu().numpy() if isinstance(a, self.torch.Tensor) else np.asarray(a)
 
     def seconds(self, call):
@@ -313,7 +311,7 @@ class Torch(Implementation):
         return self._backward(self.F.linear(*leaves), dy, leaves)
 
     def _model(self, weights, lr):
-        self._setup()
+        self.torch   # set up before the model reaches the device
         return training.torch_model(weights, lr, self.device)
 
     def train_step(self, x, y, lr, **weights):

@@ -296,8 +296,9 @@ def readme_section(run):
         "calls after a warm-up; \"vs X\" is X's median time over fastcnn's (above 1: "
         "fastcnn is faster); every result was checked against a float64 oracle before "
         "timing."]
-    if data_note(run):
-        lines[-1] += " " + data_note(run)
+    note = data_note(run)
+    if note:
+        lines[-1] += " " + note
     busy = run.get("busy_cores", {}).get("before")
     if busy and busy > 0.25:
         lines[-1] += (f" Other processes kept {busy} of the {m['cores']} cores busy when the "
