@@ -29,16 +29,10 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
-def _cuda_usable():
-    try:
-        from fastcnn.backends import cuda  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
+from helpers import cuda_usable  # noqa: E402
 
 # Every fast backend; each is compared with the reference.
-BACKENDS = ["cpu"] + (["cuda"] if _cuda_usable() else [])
+BACKENDS = ["cpu"] + (["cuda"] if cuda_usable() else [])
 # The reference too, for the tests that hold for every backend (gradients, errors).
 ALL_BACKENDS = ["reference"] + BACKENDS
 

@@ -10,6 +10,16 @@ from fastcnn.backends import get
 TOLERANCE = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-11}
 
 
+def cuda_usable():
+    """True when fastcnn's cuda backend imports (numba-cuda installed; on the simulator
+    no GPU is needed)."""
+    try:
+        from fastcnn.backends import cuda  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def to_backend(backend, *args):
     """The arguments as the backend takes them: NumPy arrays become device arrays for cuda."""
     if get(backend).DEVICE == "cuda":

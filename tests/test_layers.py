@@ -6,6 +6,7 @@ import pytest
 
 from fastcnn import nn
 from fastcnn.model import Sequential
+from helpers import cuda_usable
 from test_gradients import check
 
 F64 = dict(dtype=np.float64)
@@ -266,15 +267,7 @@ def test_layer_construction_errors():
 # ---------------------------------------------------------------- GPU
 
 
-def _cuda():
-    try:
-        from fastcnn.backends import cuda  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _cuda(), reason="fastcnn.backends.cuda is not available")
+@pytest.mark.skipif(not cuda_usable(), reason="fastcnn.backends.cuda is not available")
 def test_model_on_cuda_matches_cpu(tmp_path):
     """The same layers on device arrays: same steps, then fit, predict, save and load."""
     from fastcnn.model import load
@@ -304,7 +297,7 @@ def test_model_on_cuda_matches_cpu(tmp_path):
                                rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.skipif(not _cuda(), reason="fastcnn.backends.cuda is not available")
+@pytest.mark.skipif(not cuda_usable(), reason="fastcnn.backends.cuda is not available")
 def test_device_buffers_are_not_overwritten_under_a_view():
     """A device array's views share its memory, not the array object: a held view (here
     Flatten's output, a reshape of the conv's buffer) must keep that buffer from reuse."""

@@ -214,13 +214,12 @@ OPTIMIZERS = {  # step op: (state array names, keyword arguments)
 }
 
 
-@pytest.mark.parametrize("step", sorted(OPTIMIZERS))
-def test_optimizer_step_matches_reference(backend, step):
-    names, kwargs = OPTIMIZERS[step]
-    rng = np.random.default_rng(6)
+def check_optimizer_step(backend, step, names, kwargs, shape, rng):
+    """One in-place step on backend equals the float64 reference step, for the parameter
+    and every state array, in both dtypes."""
     for dtype in (np.float32, np.float64):
-        param, grad = (rng.standard_normal((3, 4)).astype(dtype) for _ in range(2))
-        states = [rng.uniform(0.1, 1, (3, 4)).astype(dtype) for _ in names]
+        param, grad = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
+        states = [rng.uniform(0.1, 1, shape).astype(dtype) for _ in names]
         want = [a.astype(np.float64) for a in [param] + states]
         getattr(F, step)(want[0], grad.astype(np.float64), *want[1:], **kwargs,
                          backend="reference")
@@ -228,6 +227,12 @@ def test_optimizer_step_matches_reference(backend, step):
         getattr(F, step)(dev[0], dev[1], *dev[2:], **kwargs, backend=backend)
         for got, w in zip([dev[0]] + list(dev[2:]), want):
             assert_matches(host(got), w, np.abs(w) + 1, dtype)
+
+
+@pytest.mark.parametrize("step", sorted(OPTIMIZERS))
+def test_optimizer_step_matches_reference(backend, step):
+    names, kwargs = OPTIMIZERS[step]
+    check_optimizer_step(backend, step, names, kwargs, (3, 4), np.random.default_rng(6))
 
 
 # The compiled cpu loops cut arrays into chunks: these run them over many chunks and a
@@ -263,14 +268,4 @@ STEP_VARIANTS = [
 @pytest.mark.parametrize("step, names, kwargs", STEP_VARIANTS)
 def test_optimizer_steps_on_large_arrays(backend, step, names, kwargs):
     """Every branch of the steps (momentum or not, Nesterov, weight decay)."""
-    rng = np.random.default_rng(8)
-    for dtype in (np.float32, np.float64):
-        param, grad = (rng.standard_normal((7, 20_011)).astype(dtype) for _ in range(2))
-        states = [rng.uniform(0.1, 1, param.shape).astype(dtype) for _ in names]
-        want = [a.astype(np.float64) for a in [param] + states]
-        getattr(F, step)(want[0], grad.astype(np.float64), *want[1:], **kwargs,
-                         backend="reference")
-        dev = to_backend(backend, param, grad, *states)
-        getattr(F, step)(dev[0], dev[1], *dev[2:], **kwargs, backend=backend)
-        for got, w in zip([dev[0]] + list(dev[2:]), want):
-            assert_matches(host(got), w, np.abs(w) + 1, dtype)
+    check_optimizer_step(backend, step, names, kwargs, (7, 20_011), np.random.default_rng(8))
