@@ -30,7 +30,7 @@ def _geometry_signature(f):
 
 
 @kernel(_geometry_signature)
-def _im2col(F):
+def im2col_kernel(F):
     def im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, ow):
         """cols[n, (c, i, j), (oh, ow)] = x[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw],
         0 in the padding. One thread per column entry, consecutive threads along the
@@ -49,7 +49,7 @@ def _im2col(F):
 
 
 @kernel(_geometry_signature)
-def _col2im(F):
+def col2im_kernel(F):
     def col2im(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, ow):
         """x[n, c, h, w] = the sum of the column entries im2col took from (h, w): tap (i, j)
         saw it from output (oh, ow) where oh*sh = h + ph - i*dh (and likewise for w)."""
@@ -82,13 +82,13 @@ def _geometry(x_shape, kernel_size, stride, padding, dilation):
 
 def _unfold(x, cols, geometry, ow):
     n, c = x.shape[:2]
-    _im2col(x.dtype)[image_grid(cols.shape[2], c * geometry[0] * geometry[1], n), THREADS](
+    im2col_kernel(x.dtype)[image_grid(cols.shape[2], c * geometry[0] * geometry[1], n), THREADS](
         x, cols, *geometry, ow)
 
 
 def _fold(cols, x, geometry, ow):
     n, c, h, w = x.shape
-    _col2im(x.dtype)[image_grid(h * w, c, n), THREADS](x, cols, *geometry, ow)
+    col2im_kernel(x.dtype)[image_grid(h * w, c, n), THREADS](x, cols, *geometry, ow)
 
 
 def im2col(x, kernel_size, stride, padding, dilation, *, out=None):

@@ -24,8 +24,8 @@ from openmp cimport omp_get_max_threads
 
 from blas cimport gemm, real
 
-from fastcnn._kernels.blas_threads import single_threaded_blas
-from fastcnn._kernels.workspace import workspace
+from fastcnn.backends.cpu.blas_threads import single_threaded_blas
+from fastcnn.backends.cpu.workspace import workspace
 
 # Below this many channels the 16 gemms are too thin and im2col + one gemm wins.
 MIN_CHANNELS = 16

@@ -19,9 +19,9 @@ from openmp cimport omp_get_max_threads
 
 from blas cimport gemm, real
 
-from fastcnn._kernels import winograd
-from fastcnn._kernels.blas_threads import single_threaded_blas
-from fastcnn._kernels.workspace import workspace
+from fastcnn.backends.cpu import winograd
+from fastcnn.backends.cpu.blas_threads import single_threaded_blas
+from fastcnn.backends.cpu.workspace import workspace
 
 
 cdef struct Geometry:

@@ -15,7 +15,7 @@ from openmp cimport omp_get_max_threads
 
 from blas cimport gemm, real
 
-from fastcnn._kernels.blas_threads import single_threaded_blas
+from fastcnn.backends.cpu.blas_threads import single_threaded_blas
 
 
 cdef void parallel_gemm(bint trans_a, bint trans_b, int m, int n, int k, const real* a,
