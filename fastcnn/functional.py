@@ -24,7 +24,9 @@ Layouts follow PyTorch: images are NCHW, conv weights (out, in, kh, kw),
 linear weights (out_features, in_features). Every int argument for a 2-D op
 also takes a pair ``(h, w)``. Results have the input's dtype (float32 or
 float64). Ops returning arrays take ``out=`` to write into (a tuple for ops
-returning several); it must have the result's shape and dtype.
+returning several); it must have the result's shape and dtype. Results the
+caller did not pass are allocated here, so a backend op only fills the arrays
+it is handed.
 """
 
 import numbers
@@ -143,9 +145,17 @@ def _number(op, name, value, low=-np.inf, high=np.inf, high_open=False):
 
 
 def _out(op, be, out, shape, dtype, name="out"):
-    """Check an out= array: right device, shape, dtype and C-contiguous."""
+    """The array an op writes its result into: the caller's out, checked, or a new array
+    of shape and dtype where the backend computes. Every backend op is handed the arrays
+    to fill; none allocates its results."""
     if out is None:
-        return None
+        return be.empty(shape, dtype)
+    return _checked_out(op, be, out, shape, dtype, name)
+
+
+def _checked_out(op, be, out, shape, dtype, name):
+    """out itself, if it is an array the op can write: right device, shape, dtype and
+    C-contiguous."""
     if not hasattr(out, "shape"):
         raise TypeError(f"{op}: {name} must be an array on {be.DEVICE}, got {type(out).__name__}")
     if tuple(out.shape) != tuple(shape) or _dtype(out) != dtype:
@@ -159,9 +169,10 @@ def _out(op, be, out, shape, dtype, name="out"):
 
 
 def _outs(op, be, out, specs):
-    """Check a tuple of out= arrays against (shape, dtype) specs; None entries are allocated."""
+    """_out for each (shape, dtype) spec of a multi-result op (None entries of out are
+    allocated); a None spec is a result not asked for, which stays None."""
     if out is None:
-        return None
+        out = (None,) * len(specs)
     if not isinstance(out, tuple) or len(out) != len(specs):
         raise TypeError(f"{op}: out must be a tuple of {len(specs)} arrays (or None entries)")
     return tuple(None if spec is None else _out(op, be, o, *spec, name=f"out[{i}]")
@@ -197,7 +208,8 @@ def _conv_out(op, size, kernel, stride, padding, dilation, what):
                 f"({kernel[0]}x{kernel[1]}, extent {extent} along {'HW'[axis]}) is larger than "
                 f"the padded input ({size[0]}x{size[1]} padded by {padding} -> "
                 f"{size[0] + 2 * padding[0]}x{size[1] + 2 * padding[1]}); {what}")
-        out.append((padded - extent) // stride[axis] + 1)
+        out.append(backends.conv_output_size(size[axis], kernel[axis], stride[axis],
+                                             padding[axis], dilation[axis]))
     return tuple(out)
 
 
@@ -758,7 +770,8 @@ def count_correct(scores, labels, *, backend=None, into=None):
     be = _backend(op, backend, {"scores": scores, "labels": labels, "into": into})
     (scores,) = _floats(op, be, scores=scores)
     labels = _labels(op, be, scores, labels)
-    into = _out(op, be, into, (1,), np.dtype(np.int64), name="into")
+    if into is not None:
+        into = _checked_out(op, be, into, (1,), np.dtype(np.int64), "into")
     return be.count_correct(scores, labels, into=into)
 
 

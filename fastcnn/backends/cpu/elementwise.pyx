@@ -33,9 +33,9 @@ cdef void _relu(const real[::1] x, real[::1] y) noexcept nogil:
         relu_chunk(&x[0] + c * CHUNK, &y[0] + c * CHUNK, min(CHUNK, n - c * CHUNK))
 
 
-def relu(x, *, out=None):
+def relu(x, *, out):
     """max(x, 0); out may be x itself."""
-    y = out if out is not None else np.empty_like(x)
+    y = out
     if x.size == 0:
         return y
     if x.dtype == np.float32:
@@ -61,9 +61,9 @@ cdef void _relu_backward(const real[::1] dy, const real[::1] y, real[::1] dx) no
                             min(CHUNK, n - c * CHUNK))
 
 
-def relu_backward(dy, y, *, out=None):
+def relu_backward(dy, y, *, out):
     """dy where the forward output y > 0, else 0."""
-    dx = out if out is not None else np.empty_like(dy)
+    dx = out
     if dy.size == 0:
         return dx
     if dy.dtype == np.float32:

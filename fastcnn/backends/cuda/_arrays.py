@@ -98,22 +98,16 @@ def to_host(a):
     return asarray(a).copy_to_host()
 
 
-def output(out, shape, dtype):
-    """Where an op writes a result: out (as a Numba view, no copy) or a new array."""
-    return empty(shape, dtype) if out is None else asarray(out)
+def view(out):
+    """A Numba view of an out= array (no copy): fastcnn.functional hands every op the
+    arrays to fill, which may be CuPy arrays or PyTorch tensors. The op returns out
+    itself, so that op(..., out=o) is o."""
+    return asarray(out)
 
 
-def outputs(out, specs):
-    """output() for each (shape, dtype) of a multi-result op; out is a tuple or None."""
-    return [output(o, *spec) for o, spec in zip(out or (None,) * len(specs), specs)]
-
-
-def returned(out, made):
-    """What an op returns: the caller's out arrays themselves where given (so that
-    op(..., out=o) is o, even for a CuPy or PyTorch o), else the arrays it made."""
-    if isinstance(made, (list, tuple)):
-        return tuple(m if o is None else o for o, m in zip(out or (None,) * len(made), made))
-    return made if out is None else out
+def views(out):
+    """view() of each array of a multi-result op's out tuple (None stays None)."""
+    return [None if o is None else asarray(o) for o in out]
 
 
 def flat(a):

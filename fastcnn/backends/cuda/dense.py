@@ -1,33 +1,32 @@
 """Dense algebra on the one GEMM kernel (gemm.py): matmul, linear and its backward."""
 
-from ._arrays import output, outputs, returned
+from ._arrays import view, views
 from .gemm import BIAS_PER_COLUMN, Operand, gemm
 from .reduce import sum_channels
 
 
-def matmul(a, b, *, out=None):
+def matmul(a, b, *, out):
     """c = a b."""
     (m, k), n = a.shape, b.shape[1]
-    c = output(out, (m, n), a.dtype)
+    c = view(out)
     gemm(c, Operand(a, 0, k, 1), Operand(b, 0, n, 1), m, n, k)
-    return returned(out, c)
+    return out
 
 
-def linear(x, weight, bias, *, out=None):
+def linear(x, weight, bias, *, out):
     """y = x weight^T + bias, weight read transposed through its strides."""
     (batch, fin), fout = x.shape, weight.shape[0]
-    y = output(out, (batch, fout), x.dtype)
+    y = view(out)
     gemm(y, Operand(x, 0, fin, 1), Operand(weight, 0, 1, fin), batch, fout, fin,
          bias=bias, bias_per=BIAS_PER_COLUMN)
-    return returned(out, y)
+    return out
 
 
-def linear_backward(dy, x, weight, *, out=None):
+def linear_backward(dy, x, weight, *, out):
     """(dx, dweight, dbias) = (dy weight, dy^T x, dy summed over the batch)."""
     (batch, fin), fout = x.shape, weight.shape[0]
-    dx, dweight, dbias = outputs(out, [(x.shape, x.dtype), (weight.shape, x.dtype),
-                                       ((fout,), x.dtype)])
+    dx, dweight, dbias = views(out)
     gemm(dx, Operand(dy, 0, fout, 1), Operand(weight, 0, fin, 1), batch, fin, fout)
     gemm(dweight, Operand(dy, 0, 1, fout), Operand(x, 0, fin, 1), fout, fin, batch)
     sum_channels(dy.reshape((batch, fout, 1)), dbias)
-    return returned(out, (dx, dweight, dbias))
+    return out

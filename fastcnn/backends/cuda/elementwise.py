@@ -7,7 +7,7 @@ import numpy as np
 from numba import cuda
 
 from .. import dropout_hash
-from ._arrays import flat, output, outputs, returned, written_indices
+from ._arrays import flat, view, views, written_indices
 from ._jit import THREADS, blocks_for, i32, kernel, u64
 
 
@@ -144,69 +144,69 @@ def softmax_backward_kernel(F):
     return softmax_backward
 
 
-def _elementwise(template, x, *args, out=None):
-    y = output(out, x.shape, x.dtype)
+def _elementwise(template, x, *args, out):
+    y = view(out)
     template(x.dtype)[blocks_for(x.size), THREADS](flat(x), flat(y), *args)
-    return returned(out, y)
+    return out
 
 
-def _elementwise_backward(template, dy, saved, *args, out=None):
-    dx = output(out, dy.shape, dy.dtype)
+def _elementwise_backward(template, dy, saved, *args, out):
+    dx = view(out)
     template(dy.dtype)[blocks_for(dy.size), THREADS](flat(dy), flat(saved), flat(dx), *args)
-    return returned(out, dx)
+    return out
 
 
-def relu(x, *, out=None):
+def relu(x, *, out):
     return _elementwise(relu_kernel, x, out=out)
 
 
-def relu_backward(dy, y, *, out=None):
+def relu_backward(dy, y, *, out):
     return _elementwise_backward(relu_backward_kernel, dy, y, out=out)
 
 
-def leaky_relu(x, negative_slope, *, out=None):
+def leaky_relu(x, negative_slope, *, out):
     return _elementwise(leaky_relu_kernel, x, x.dtype.type(negative_slope), out=out)
 
 
-def leaky_relu_backward(dy, x, negative_slope, *, out=None):
+def leaky_relu_backward(dy, x, negative_slope, *, out):
     return _elementwise_backward(leaky_relu_backward_kernel, dy, x, dy.dtype.type(negative_slope),
                                  out=out)
 
 
-def elu(x, alpha, *, out=None):
+def elu(x, alpha, *, out):
     return _elementwise(elu_kernel, x, x.dtype.type(alpha), out=out)
 
 
-def elu_backward(dy, y, alpha, *, out=None):
+def elu_backward(dy, y, alpha, *, out):
     return _elementwise_backward(elu_backward_kernel, dy, y, dy.dtype.type(alpha), out=out)
 
 
-def sigmoid(x, *, out=None):
+def sigmoid(x, *, out):
     return _elementwise(sigmoid_kernel, x, out=out)
 
 
-def sigmoid_backward(dy, y, *, out=None):
+def sigmoid_backward(dy, y, *, out):
     return _elementwise_backward(sigmoid_backward_kernel, dy, y, out=out)
 
 
-def tanh(x, *, out=None):
+def tanh(x, *, out):
     return _elementwise(tanh_kernel, x, out=out)
 
 
-def tanh_backward(dy, y, *, out=None):
+def tanh_backward(dy, y, *, out):
     return _elementwise_backward(tanh_backward_kernel, dy, y, out=out)
 
 
-def softmax(x, *, out=None):
-    y = output(out, x.shape, x.dtype)
+def softmax(x, *, out):
+    y = view(out)
     softmax_kernel(x.dtype)[blocks_for(x.shape[0]), THREADS](x, y)
-    return returned(out, y)
+    return out
 
 
-def softmax_backward(dy, y, *, out=None):
-    dx = output(out, dy.shape, dy.dtype)
+def softmax_backward(dy, y, *, out):
+    dx = view(out)
     softmax_backward_kernel(dy.dtype)[blocks_for(dy.shape[0]), THREADS](dy, y, dx)
-    return returned(out, dx)
+    return out
 
 
 # ---------------------------------------------------------------- maxout
@@ -251,23 +251,22 @@ def _groups(shape, pool_size):
     return shape[0], shape[1] // pool_size, rest
 
 
-def maxout(x, pool_size, *, out=None):
+def maxout(x, pool_size, *, out):
     n, g, r = _groups(x.shape, pool_size)
-    y_shape = (n, g) + tuple(x.shape[2:])
-    y, indices = outputs(out, [(y_shape, x.dtype), (y_shape, np.int32)])
+    y, indices = views(out)
     maxout_kernel(x.dtype)[blocks_for(y.size), THREADS](
         x.reshape((n, g, pool_size, r)), y.reshape((n, g, r)), indices.reshape((n, g, r)))
     written_indices(indices, pool_size)   # its backward need not check them
-    return returned(out, (y, indices))
+    return out
 
 
-def maxout_backward(dy, indices, pool_size, *, out=None):
+def maxout_backward(dy, indices, pool_size, *, out):
     n, g = dy.shape[:2]
     r = dy.size // (n * g)
-    dx = output(out, (n, g * pool_size) + tuple(dy.shape[2:]), dy.dtype)
+    dx = view(out)
     maxout_backward_kernel(dy.dtype)[blocks_for(dx.size), THREADS](
         dy.reshape((n, g, r)), indices.reshape((n, g, r)), dx.reshape((n, g, pool_size, r)))
-    return returned(out, dx)
+    return out
 
 
 # ---------------------------------------------------------------- dropout
@@ -311,14 +310,14 @@ def multiply_kernel(F):
     return multiply
 
 
-def dropout(x, p, seed, *, out=None):
-    y, mask = outputs(out, [(x.shape, x.dtype), (x.shape, x.dtype)])
+def dropout(x, p, seed, *, out):
+    y, mask = views(out)
     key = np.uint64(dropout_hash.key(seed))
     dropout_kernel(x.dtype)[blocks_for(x.size), THREADS](
         flat(x), flat(y), flat(mask), key, np.uint64(dropout_hash.threshold(p)),
         x.dtype.type(1 / (1 - p)))
-    return returned(out, (y, mask))
+    return out
 
 
-def dropout_backward(dy, mask, *, out=None):
+def dropout_backward(dy, mask, *, out):
     return _elementwise_backward(multiply_kernel, dy, mask, out=out)

@@ -17,7 +17,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from ._arrays import asarray, check_range, flat, output, returned, scratch
+from ._arrays import asarray, check_range, flat, scratch, view
 from ._jit import THREADS, blocks_for, boolean, i32, i64, kernel
 from .elementwise import sigmoid_of
 from .reduce import block_sum, total
@@ -105,22 +105,22 @@ def softmax_cross_entropy_backward_kernel(F):
     return softmax_cross_entropy_backward
 
 
-def softmax_cross_entropy(logits, labels, *, out=None):
+def softmax_cross_entropy(logits, labels, *, out):
     op = "softmax_cross_entropy"
-    probs = output(out, logits.shape, logits.dtype)
+    probs = view(out)
     blocks = blocks_for(logits.shape[0])
     partials = scratch("loss", (2, blocks), logits.dtype)
     softmax_cross_entropy_kernel(logits.dtype)[blocks, THREADS](logits, labels, probs, partials)
     losses, bad = partials.copy_to_host()   # the op's one copy
     _raise_if_bad(op, bad.any(), labels, logits.shape[1])
-    return math.fsum(losses.astype(np.float64)) / logits.shape[0], returned(out, probs)
+    return math.fsum(losses.astype(np.float64)) / logits.shape[0], out
 
 
-def softmax_cross_entropy_backward(probs, labels, *, out=None):
-    grad = output(out, probs.shape, probs.dtype)
+def softmax_cross_entropy_backward(probs, labels, *, out):
+    grad = view(out)
     softmax_cross_entropy_backward_kernel(probs.dtype)[blocks_for(probs.size), THREADS](
         probs, labels, grad)
-    return returned(out, grad)
+    return out
 
 
 # ---------------------------------------------------------------- elementwise losses
@@ -219,17 +219,17 @@ def _mean_loss(name, pred, target):
 
 
 def _loss_gradient(name, pred, target, out):
-    grad = output(out, pred.shape, pred.dtype)
+    grad = view(out)
     _LOSSES[name][1](pred.dtype)[blocks_for(pred.size), THREADS](
         flat(pred), flat(target), flat(grad), pred.dtype.type(1 / pred.size))
-    return returned(out, grad)
+    return out
 
 
 def bce_with_logits(logits, targets):
     return _mean_loss("bce_with_logits", logits, targets)
 
 
-def bce_with_logits_backward(logits, targets, *, out=None):
+def bce_with_logits_backward(logits, targets, *, out):
     return _loss_gradient("bce_with_logits", logits, targets, out)
 
 
@@ -237,7 +237,7 @@ def bce(probs, targets):
     return _mean_loss("bce", probs, targets)
 
 
-def bce_backward(probs, targets, *, out=None):
+def bce_backward(probs, targets, *, out):
     return _loss_gradient("bce", probs, targets, out)
 
 
@@ -245,7 +245,7 @@ def mse(pred, target):
     return _mean_loss("mse", pred, target)
 
 
-def mse_backward(pred, target, *, out=None):
+def mse_backward(pred, target, *, out):
     return _loss_gradient("mse", pred, target, out)
 
 

@@ -6,7 +6,7 @@ import math
 
 from numba import cuda
 
-from ._arrays import asarray, outputs, returned
+from ._arrays import asarray, views
 from ._jit import THREADS, boolean, kernel
 from .reduce import as_channels, block_sum
 
@@ -82,9 +82,9 @@ def batch_norm_backward_kernel(F):
 
 
 def batch_norm(x, gamma, beta, running_mean, running_var, momentum, eps, training, *,
-               out=None):
+               out):
     c, dtype = x.shape[1], x.dtype
-    y, mean, invstd = outputs(out, [(x.shape, dtype), ((c,), dtype), ((c,), dtype)])
+    y, mean, invstd = views(out)
     update = running_mean is not None
     if update:
         running_mean, running_var = asarray(running_mean), asarray(running_var)
@@ -94,13 +94,13 @@ def batch_norm(x, gamma, beta, running_mean, running_var, momentum, eps, trainin
     batch_norm_kernel(dtype)[c, THREADS](
         as_channels(x), gamma, beta, running_mean, running_var, as_channels(y), mean, invstd,
         f(momentum), f(eps), training, update and training)
-    return returned(out, (y, mean, invstd))
+    return out
 
 
-def batch_norm_backward(dy, x, gamma, mean, invstd, training, *, out=None):
+def batch_norm_backward(dy, x, gamma, mean, invstd, training, *, out):
     c, dtype = x.shape[1], x.dtype
-    dx, dgamma, dbeta = outputs(out, [(x.shape, dtype), ((c,), dtype), ((c,), dtype)])
+    dx, dgamma, dbeta = views(out)
     batch_norm_backward_kernel(dtype)[c, THREADS](
         as_channels(dy), as_channels(x), gamma, mean, invstd, as_channels(dx), dgamma, dbeta,
         training)
-    return returned(out, (dx, dgamma, dbeta))
+    return out

@@ -4,8 +4,7 @@ gather), except max-pool's backward (below)."""
 import numpy as np
 from numba import cuda
 
-from .. import conv_output_size
-from ._arrays import fill, output, outputs, returned, written_indices
+from ._arrays import fill, view, views, written_indices
 from ._jit import THREADS, blocks_for, i32, i64, image_grid, kernel
 
 
@@ -99,45 +98,37 @@ def avg_pool_backward_kernel(F):
     return avg_pool_backward
 
 
-def _pooled_shape(x_shape, kernel_size, stride, padding):
-    n, c, h, w = x_shape
-    return (n, c, conv_output_size(h, kernel_size[0], stride[0], padding[0]),
-            conv_output_size(w, kernel_size[1], stride[1], padding[1]))
-
-
-def max_pool2d(x, kernel_size, stride, padding, *, out=None):
-    shape = _pooled_shape(x.shape, kernel_size, stride, padding)
-    y, indices = outputs(out, [(shape, x.dtype), (shape, np.int32)])
-    n, c, oh, ow = shape
+def max_pool2d(x, kernel_size, stride, padding, *, out):
+    y, indices = views(out)
+    n, c, oh, ow = y.shape
     max_pool_kernel(x.dtype)[image_grid(oh * ow, c, n), THREADS](
         x, y, indices, *kernel_size, *stride, *padding)
     written_indices(indices, x.shape[2] * x.shape[3])   # its backward need not check them
-    return returned(out, (y, indices))
+    return out
 
 
-def max_pool2d_backward(dy, indices, input_shape, *, out=None):
+def max_pool2d_backward(dy, indices, input_shape, *, out):
     n, c, h, w = input_shape
-    dx = output(out, input_shape, dy.dtype)
+    dx = view(out)
     fill(dx, 0)   # in parallel, coalesced: faster than each plane's thread zeroing its own
     planes = n * c
     max_pool_backward_kernel(dy.dtype)[blocks_for(planes), THREADS](
         dy.reshape((planes, dy.size // planes)), indices.reshape((planes, dy.size // planes)),
         dx.reshape((planes, h * w)))
-    return returned(out, dx)
+    return out
 
 
-def avg_pool2d(x, kernel_size, stride, padding, *, out=None):
-    shape = _pooled_shape(x.shape, kernel_size, stride, padding)
-    y = output(out, shape, x.dtype)
-    n, c, oh, ow = shape
+def avg_pool2d(x, kernel_size, stride, padding, *, out):
+    y = view(out)
+    n, c, oh, ow = y.shape
     avg_pool_kernel(x.dtype)[image_grid(oh * ow, c, n), THREADS](
         x, y, *kernel_size, *stride, *padding)
-    return returned(out, y)
+    return out
 
 
-def avg_pool2d_backward(dy, input_shape, kernel_size, stride, padding, *, out=None):
+def avg_pool2d_backward(dy, input_shape, kernel_size, stride, padding, *, out):
     n, c, h, w = input_shape
-    dx = output(out, input_shape, dy.dtype)
+    dx = view(out)
     avg_pool_backward_kernel(dy.dtype)[image_grid(h * w, c, n), THREADS](
         dy, dx, *kernel_size, *stride, *padding)
-    return returned(out, dx)
+    return out

@@ -1,4 +1,5 @@
-"""Helpers of the reference ops: one kernel tap's view of a padded input, and out=."""
+"""Helpers of the reference ops: one kernel tap's view of a padded input, and writing
+results into the out= arrays that fastcnn.functional hands every op."""
 
 import numpy as np
 
@@ -21,14 +22,13 @@ def _unpad(xpad, padding):
 
 
 def _into(out, value):
-    """Return value, written into out when the caller gave one."""
-    if out is None or value is None:
-        return value
+    """value written into out (the array functional allocated, or the caller's), and out
+    returned; a None out stays None (a gradient that was not asked for)."""
+    if out is None:
+        return None
     out[...] = value
     return out
 
 
 def _into_all(out, values):
-    if out is None:
-        return values
     return tuple(_into(o, v) for o, v in zip(out, values))

@@ -9,7 +9,7 @@ from ._common import _into, _into_all, _pad, _tap, _unpad
 # ---------------------------------------------------------------- im2col / col2im
 
 
-def im2col(x, kernel_size, stride, padding, dilation, *, out=None):
+def im2col(x, kernel_size, stride, padding, dilation, *, out):
     """cols[n, (c, i, j), (oh, ow)] = xpad[n, c, oh*s + i*d, ow*s + j*d]."""
     n, c, h, w = x.shape
     kh, kw = kernel_size
@@ -23,7 +23,7 @@ def im2col(x, kernel_size, stride, padding, dilation, *, out=None):
     return _into(out, cols.reshape(n, c * kh * kw, oh * ow))
 
 
-def col2im(cols, input_shape, kernel_size, stride, padding, dilation, *, out=None):
+def col2im(cols, input_shape, kernel_size, stride, padding, dilation, *, out):
     """The adjoint of im2col: every column entry is added back to the pixel it came from."""
     n, c, h, w = input_shape
     kh, kw = kernel_size
@@ -40,12 +40,10 @@ def col2im(cols, input_shape, kernel_size, stride, padding, dilation, *, out=Non
 # ---------------------------------------------------------------- convolution
 
 
-def conv2d(x, weight, bias, stride, padding, dilation, *, out=None):
+def conv2d(x, weight, bias, stride, padding, dilation, *, out):
     """y[n, k, oh, ow] = b[k] + sum_{c,i,j} w[k, c, i, j] * xpad[n, c, oh*s + i*d, ow*s + j*d]."""
-    n, _, h, w = x.shape
-    k, _, kh, kw = weight.shape
-    oh = conv_output_size(h, kh, stride[0], padding[0], dilation[0])
-    ow = conv_output_size(w, kw, stride[1], padding[1], dilation[1])
+    n, k, oh, ow = out.shape
+    kh, kw = weight.shape[2:]
     xpad = _pad(x, padding)
     y = np.zeros((n, k, oh, ow), x.dtype)
     for i in range(kh):
@@ -57,7 +55,7 @@ def conv2d(x, weight, bias, stride, padding, dilation, *, out=None):
     return _into(out, y)
 
 
-def conv2d_backward(dy, x, weight, stride, padding, dilation, need_dx, *, out=None):
+def conv2d_backward(dy, x, weight, stride, padding, dilation, need_dx, *, out):
     """Gradients of conv2d: each tap's contribution to y, differentiated separately."""
     _, _, kh, kw = weight.shape
     oh, ow = dy.shape[2:]

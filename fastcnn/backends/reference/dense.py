@@ -3,19 +3,24 @@
 from ._common import _into, _into_all
 
 
-def matmul(a, b, *, out=None):
+def _product(a, b):
+    """sum_k a[i, k] * b[k, j]: the definition, one broadcast product summed."""
+    return (a[:, :, None] * b[None, :, :]).sum(axis=1)
+
+
+def matmul(a, b, *, out):
     """c[i, j] = sum_k a[i, k] * b[k, j]."""
-    return _into(out, (a[:, :, None] * b[None, :, :]).sum(axis=1))
+    return _into(out, _product(a, b))
 
 
-def linear(x, weight, bias, *, out=None):
+def linear(x, weight, bias, *, out):
     """y = x weight^T + bias, weight shaped (out_features, in_features)."""
-    y = matmul(x, weight.T)
+    y = _product(x, weight.T)
     if bias is not None:
         y += bias
     return _into(out, y)
 
 
-def linear_backward(dy, x, weight, *, out=None):
+def linear_backward(dy, x, weight, *, out):
     """(dx, dweight, dbias) = (dy weight, dy^T x, sum of dy over the batch)."""
-    return _into_all(out, (matmul(dy, weight), matmul(dy.T, x), dy.sum(axis=0)))
+    return _into_all(out, (_product(dy, weight), _product(dy.T, x), dy.sum(axis=0)))

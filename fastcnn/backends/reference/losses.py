@@ -10,7 +10,7 @@ from .elementwise import sigmoid
 # reduction='mean'); its backward returns the gradient of that mean.
 
 
-def softmax_cross_entropy(logits, labels, *, out=None):
+def softmax_cross_entropy(logits, labels, *, out):
     """loss = mean_n(logsumexp(z_n) - z_n[label_n]); returns (loss, probs)."""
     z = logits - logits.max(axis=1, keepdims=True)
     lse = np.log(np.exp(z).sum(axis=1, keepdims=True))
@@ -19,7 +19,7 @@ def softmax_cross_entropy(logits, labels, *, out=None):
     return loss, _into(out, np.exp(z - lse))
 
 
-def softmax_cross_entropy_backward(probs, labels, *, out=None):
+def softmax_cross_entropy_backward(probs, labels, *, out):
     d = probs.copy()
     d[np.arange(len(labels)), labels] -= 1
     return _into(out, d / d.dtype.type(len(labels)))
@@ -31,8 +31,9 @@ def bce_with_logits(logits, targets):
     return float((np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))).mean())
 
 
-def bce_with_logits_backward(logits, targets, *, out=None):
-    return _into(out, (sigmoid(logits) - targets) / logits.dtype.type(logits.size))
+def bce_with_logits_backward(logits, targets, *, out):
+    probs = sigmoid(logits, out=np.empty_like(logits))
+    return _into(out, (probs - targets) / logits.dtype.type(logits.size))
 
 
 def bce(probs, targets):
@@ -43,7 +44,7 @@ def bce(probs, targets):
     return float((-(t * log_p + (1 - t) * log_1mp)).mean())
 
 
-def bce_backward(probs, targets, *, out=None):
+def bce_backward(probs, targets, *, out):
     p, t = probs, targets
     d = (p - t) / np.maximum(p * (1 - p), p.dtype.type(1e-12))
     return _into(out, d / p.dtype.type(p.size))
@@ -53,7 +54,7 @@ def mse(pred, target):
     return float(((pred - target) ** 2).mean())
 
 
-def mse_backward(pred, target, *, out=None):
+def mse_backward(pred, target, *, out):
     return _into(out, 2 * (pred - target) / pred.dtype.type(pred.size))
 
 

@@ -10,7 +10,7 @@ def _channel_view(v, ndim):
     return v.reshape((1, -1) + (1,) * (ndim - 2))
 
 
-def batch_norm(x, gamma, beta, running_mean, running_var, momentum, eps, training, *, out=None):
+def batch_norm(x, gamma, beta, running_mean, running_var, momentum, eps, training, *, out):
     """y = (x - mean) / sqrt(var + eps) * gamma + beta, statistics per channel (axis 1).
 
     Training uses the batch's statistics and moves the running ones towards
@@ -33,7 +33,7 @@ def batch_norm(x, gamma, beta, running_mean, running_var, momentum, eps, trainin
     return _into_all(out, (y, mean.astype(x.dtype), invstd.astype(x.dtype)))
 
 
-def batch_norm_backward(dy, x, gamma, mean, invstd, training, *, out=None):
+def batch_norm_backward(dy, x, gamma, mean, invstd, training, *, out):
     """(dx, dgamma, dbeta); in training the batch statistics depend on x too."""
     axes = (0,) + tuple(range(2, x.ndim))
     count = x.size // x.shape[1]

@@ -2,16 +2,10 @@
 
 import numpy as np
 
-from .. import conv_output_size
 from ._common import _into, _into_all, _pad, _tap, _unpad
 
 
-def _pool_output_hw(x_shape, kernel_size, stride, padding):
-    return (conv_output_size(x_shape[2], kernel_size[0], stride[0], padding[0], 1),
-            conv_output_size(x_shape[3], kernel_size[1], stride[1], padding[1], 1))
-
-
-def max_pool2d(x, kernel_size, stride, padding, *, out=None):
+def max_pool2d(x, kernel_size, stride, padding, *, out):
     """y = max over each window (padding never wins); indices = the arg-max as h * W + w.
 
     Taps are visited in row-major order and a later tap wins only if strictly
@@ -19,7 +13,7 @@ def max_pool2d(x, kernel_size, stride, padding, *, out=None):
     NaN stays, so NaN propagates.
     """
     _, _, h, w = x.shape
-    oh, ow = _pool_output_hw(x.shape, kernel_size, stride, padding)
+    oh, ow = out[0].shape[2:]
     xpad = _pad(x, padding, -np.inf)
     # Where each padded pixel sits in the unpadded plane, as h * W + w.
     rows = np.arange(h + 2 * padding[0]) - padding[0]
@@ -39,7 +33,7 @@ def max_pool2d(x, kernel_size, stride, padding, *, out=None):
     return _into_all(out, (y, idx))
 
 
-def max_pool2d_backward(dy, indices, input_shape, *, out=None):
+def max_pool2d_backward(dy, indices, input_shape, *, out):
     """The error is sent back (upsampled) to the arg-max pixel of each window."""
     n, c, h, w = input_shape
     dx = np.zeros((n * c, h * w), dy.dtype)
@@ -48,9 +42,9 @@ def max_pool2d_backward(dy, indices, input_shape, *, out=None):
     return _into(out, dx.reshape(input_shape))
 
 
-def avg_pool2d(x, kernel_size, stride, padding, *, out=None):
+def avg_pool2d(x, kernel_size, stride, padding, *, out):
     """y = mean over each window; padded zeros count in the divisor (PyTorch's default)."""
-    oh, ow = _pool_output_hw(x.shape, kernel_size, stride, padding)
+    oh, ow = out.shape[2:]
     xpad = _pad(x, padding)
     y = np.zeros(x.shape[:2] + (oh, ow), x.dtype)
     for i in range(kernel_size[0]):
@@ -59,7 +53,7 @@ def avg_pool2d(x, kernel_size, stride, padding, *, out=None):
     return _into(out, y / x.dtype.type(kernel_size[0] * kernel_size[1]))
 
 
-def avg_pool2d_backward(dy, input_shape, kernel_size, stride, padding, *, out=None):
+def avg_pool2d_backward(dy, input_shape, kernel_size, stride, padding, *, out):
     """The error is upsampled over each window and divided by the window size."""
     n, c, h, w = input_shape
     oh, ow = dy.shape[2:]
