@@ -196,20 +196,55 @@ def _c_contiguous(a):
     return True
 
 
+PADDING_MODES = ("valid", "same", "same_upper", "same_lower")
+
+
+def _padding(op, padding, size, kernel, stride, dilation):
+    """Padding as (top, bottom, left, right), from an int (every side), an (h, w) pair
+    (both sides of each axis), a (top, bottom, left, right) tuple, or a mode: "valid"
+    (none), "same" (PyTorch's: at stride 1 the output keeps the input's size, an odd
+    pad's extra row or column at the bottom or right), "same_upper" / "same_lower"
+    (ONNX's auto_pad: output = ceil(input / stride), the extra at the end / the start)."""
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode not in PADDING_MODES:
+            raise ValueError(f"{op}: padding must be an int, a pair, a 4-tuple or one of "
+                             f"{PADDING_MODES}, got {padding!r}")
+        if mode == "same" and tuple(stride) != (1, 1):
+            raise ValueError(f"{op}: padding='same' needs stride 1 (as in PyTorch), got "
+                             f"stride={tuple(stride)}; 'same_upper' is ONNX's rule for strides")
+        pads = []
+        for axis in range(2):
+            extent = dilation[axis] * (kernel[axis] - 1) + 1
+            wanted = 0 if mode == "valid" else -(-size[axis] // stride[axis])
+            total = max((wanted - 1) * stride[axis] + extent - size[axis], 0)
+            early = total // 2 if mode != "same_lower" else total - total // 2
+            pads += [early, total - early]
+        return tuple(pads)
+    if isinstance(padding, (tuple, list)) and len(padding) == 4:
+        return tuple(_int(op, "padding", v, 0) for v in padding)
+    if isinstance(padding, (tuple, list)) and len(padding) != 2:
+        raise ValueError(f"{op}: padding must be an int, (h, w), (top, bottom, left, right) "
+                         f"or one of {PADDING_MODES}, got {padding!r}")
+    ph, pw = _pair(op, "padding", padding, 0)
+    return (ph, ph, pw, pw)
+
+
 def _conv_out(op, size, kernel, stride, padding, dilation, what):
-    """Output (oh, ow) of a sliding window; an error if the window does not fit."""
+    """Output (oh, ow) of a sliding window with padding (top, bottom, left, right); an
+    error if the window does not fit."""
     out = []
+    padded = (size[0] + padding[0] + padding[1], size[1] + padding[2] + padding[3])
     for axis in range(2):
         extent = dilation[axis] * (kernel[axis] - 1) + 1
-        padded = size[axis] + 2 * padding[axis]
-        if extent > padded:
+        if extent > padded[axis]:
             raise ValueError(
                 f"{op}: the {'dilated ' if dilation[axis] > 1 else ''}kernel "
                 f"({kernel[0]}x{kernel[1]}, extent {extent} along {'HW'[axis]}) is larger than "
                 f"the padded input ({size[0]}x{size[1]} padded by {padding} -> "
-                f"{size[0] + 2 * padding[0]}x{size[1] + 2 * padding[1]}); {what}")
-        out.append(backends.conv_output_size(size[axis], kernel[axis], stride[axis],
-                                             padding[axis], dilation[axis]))
+                f"{padded[0]}x{padded[1]}); {what}")
+        out.append(backends.output_size(size[axis], kernel[axis], stride[axis],
+                                        padding[2 * axis: 2 * axis + 2], dilation[axis]))
     return tuple(out)
 
 
@@ -241,8 +276,8 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1, *, backend=None, out
     _ndim(op, "x", x, 4, "(N, C, H, W)")
     _nonempty_batch(op, "x", x)
     k = _pair(op, "kernel_size", kernel_size, 1)
-    s, p, d = (_pair(op, "stride", stride, 1), _pair(op, "padding", padding, 0),
-               _pair(op, "dilation", dilation, 1))
+    s, d = _pair(op, "stride", stride, 1), _pair(op, "dilation", dilation, 1)
+    p = _padding(op, padding, x.shape[2:], k, s, d)
     oh, ow = _conv_out(op, x.shape[2:], k, s, p, d, f"x.shape={tuple(x.shape)}")
     n, c = x.shape[:2]
     out = _out(op, be, out, (n, c * k[0] * k[1], oh * ow), x.dtype)
@@ -258,8 +293,8 @@ def col2im(cols, input_shape, kernel_size, stride=1, padding=0, dilation=1, *,
     _ndim(op, "cols", cols, 3, "(N, C*kh*kw, OH*OW)")
     n, c, h, w = _shape4(op, "input_shape", input_shape)
     k = _pair(op, "kernel_size", kernel_size, 1)
-    s, p, d = (_pair(op, "stride", stride, 1), _pair(op, "padding", padding, 0),
-               _pair(op, "dilation", dilation, 1))
+    s, d = _pair(op, "stride", stride, 1), _pair(op, "dilation", dilation, 1)
+    p = _padding(op, padding, (h, w), k, s, d)
     oh, ow = _conv_out(op, (h, w), k, s, p, d, f"input_shape={(n, c, h, w)}")
     expected = (n, c * k[0] * k[1], oh * ow)
     if tuple(cols.shape) != expected:
@@ -283,8 +318,8 @@ def _conv_args(op, x, weight, stride, padding, dilation):
     if weight.shape[0] == 0:
         raise ValueError(f"{op}: weight has no output channels (weight.shape="
                          f"{tuple(weight.shape)})")
-    s, p, d = (_pair(op, "stride", stride, 1), _pair(op, "padding", padding, 0),
-               _pair(op, "dilation", dilation, 1))
+    s, d = _pair(op, "stride", stride, 1), _pair(op, "dilation", dilation, 1)
+    p = _padding(op, padding, x.shape[2:], weight.shape[2:], s, d)
     oh, ow = _conv_out(op, x.shape[2:], weight.shape[2:], s, p, d,
                        f"x.shape={tuple(x.shape)}, weight.shape={tuple(weight.shape)}")
     return s, p, d, (x.shape[0], weight.shape[0], oh, ow)
@@ -327,9 +362,10 @@ def _pool_args(op, x, kernel_size, stride, padding):
     _nonempty_batch(op, "x", x)
     k = _pair(op, "kernel_size", kernel_size, 1)
     s = k if stride is None else _pair(op, "stride", stride, 1)
-    p = _pair(op, "padding", padding, 0)
-    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
-        raise ValueError(f"{op}: padding {p} must be at most half of kernel_size {k}")
+    p = _padding(op, padding, x.shape[2:], k, s, (1, 1))
+    if max(p[:2]) > k[0] // 2 or max(p[2:]) > k[1] // 2:
+        raise ValueError(f"{op}: padding {p} (top, bottom, left, right) must be at most half "
+                         f"of kernel_size {k}")
     oh, ow = _conv_out(op, x.shape[2:], k, s, p, (1, 1), f"x.shape={tuple(x.shape)}")
     return k, s, p, tuple(x.shape[:2]) + (oh, ow)
 

@@ -36,7 +36,7 @@ def test_conv2d_backward(any_backend):
     x = rng.standard_normal((2, 3, 7, 6))
     w = rng.standard_normal((4, 3, 3, 2))
     b = rng.standard_normal(4)
-    geo = dict(stride=(2, 1), padding=(1, 2), dilation=(1, 2))
+    geo = dict(stride=(2, 1), padding=(1, 2, 0, 1), dilation=(1, 2))
     r = rng.standard_normal(call(any_backend, "conv2d", x, w, b, **geo).shape)
     dx, dw, db = call(any_backend, "conv2d_backward", r, x, w, **geo)
 
@@ -48,7 +48,8 @@ def test_conv2d_backward(any_backend):
     check(lambda t: loss(x, w, t), db, b, rng)
 
 
-@pytest.mark.parametrize("kernel, stride, padding", [(2, None, 0), (3, 2, 1), ((3, 2), 1, (1, 0))])
+@pytest.mark.parametrize("kernel, stride, padding", [
+    (2, None, 0), (3, 2, 1), ((3, 2), 1, (1, 0)), ((3, 3), 2, (0, 1, 1, 0))])
 def test_pool_backward(any_backend, kernel, stride, padding):
     rng = np.random.default_rng(1)
     # Distinct values, far apart: the arg-max does not move under a step of EPS.

@@ -243,8 +243,8 @@ class Conv2d(Layer):
         self._x = None
 
     def output_hw(self, h, w):
-        return tuple(map(backends.conv_output_size, (h, w), self.kernel_size, self.stride,
-                         self.padding, self.dilation))
+        return tuple(backends.output_size(size, k, s, (p, p), d) for size, k, s, p, d in zip(
+            (h, w), self.kernel_size, self.stride, self.padding, self.dilation))
 
     def forward(self, x):
         self.forget()
@@ -353,8 +353,9 @@ class MaxPool2d(Layer):
         self._saved_for_backward = None
 
     def _y_shape(self, x):
-        return tuple(x.shape[:2]) + tuple(map(
-            backends.conv_output_size, x.shape[2:], self.kernel_size, self.stride, self.padding))
+        return tuple(x.shape[:2]) + tuple(backends.output_size(size, k, s, (p, p)) for size, k, s, p
+                                          in zip(x.shape[2:], self.kernel_size, self.stride,
+                                                 self.padding))
 
     def forward(self, x):
         self.forget()
