@@ -8,27 +8,7 @@ derivative of <forward(x), r> along v is <backward(r), v>.
 import numpy as np
 import pytest
 
-import fastcnn.functional as F
-from helpers import host, to_backend
-
-EPS = 1e-6
-
-
-def directional(f, x, v):
-    return (f(x + EPS * v) - f(x - EPS * v)) / (2 * EPS)
-
-
-def check(forward, grad, x, rng, directions=3):
-    """forward: array -> float; grad: its gradient at x (an array like x)."""
-    for _ in range(directions):
-        v = rng.standard_normal(x.shape)
-        numeric = directional(forward, x, v)
-        analytic = float(np.vdot(grad, v))
-        assert abs(numeric - analytic) <= 1e-6 * max(1.0, abs(numeric)), (numeric, analytic)
-
-
-def call(backend, op, *args, **kwargs):
-    return host(getattr(F, op)(*to_backend(backend, *args), backend=backend, **kwargs))
+from helpers import call, check_gradient as check
 
 
 def test_conv2d_backward(any_backend):
