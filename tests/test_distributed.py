@@ -163,6 +163,33 @@ def test_a_bucket_holds_the_gradients_and_averages_them(memory, aware):
             np.testing.assert_allclose(backends.to_host(g), i + 1.0, rtol=1e-6)
 
 
+def test_a_failing_rank_waits_until_its_report_was_read():
+    """abort's report must reach the launcher before MPI_Abort ends it: the rank waits
+    until the pipe to the launcher holds nothing unread, and never past the deadline."""
+    import select
+    import threading
+    import time
+
+    from fastcnn.distributed.world import _wait_until_read
+    read, write = os.pipe()
+    try:
+        report = b"Traceback (most recent call last):\n" * 100
+        os.write(write, report)
+        taken = []
+        reader = threading.Timer(0.2, lambda: taken.append(os.read(read, 1 << 16)))
+        reader.start()
+        _wait_until_read(write, time.monotonic() + 30)
+        assert not select.select([read], [], [], 0)[0]     # nothing left to read
+        reader.join()
+        assert taken == [report]
+        os.write(write, b"no one reads this")
+        _wait_until_read(write, time.monotonic() + 0.05)   # returns at the deadline
+        assert select.select([read], [], [], 0)[0]
+    finally:
+        os.close(read)
+        os.close(write)
+
+
 # ---------------------------------------------------------------- under mpiexec
 
 

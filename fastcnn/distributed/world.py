@@ -3,7 +3,10 @@ the ranks' share of the cores, sums over the ranks, and ending the whole job whe
 rank fails (with its report delivered first)."""
 
 import os
+import stat
+import struct
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -98,35 +101,87 @@ def barrier():
 
 def _abort_on_uncaught_exceptions():
     """An exception no one catches ends this rank; the others would wait for it in their
-    next collective forever. So print the traceback, then abort every rank."""
+    next collective forever. So report the traceback, then abort every rank."""
     global _previous_excepthook
     if _previous_excepthook is not None:
         return
     _previous_excepthook = sys.excepthook
 
     def abort_job(kind, value, tb):
-        _previous_excepthook(kind, value, tb)
-        abort(value, show=False)
+        if _previous_excepthook is sys.__excepthook__:
+            abort(value)            # the traceback goes out with abort's report
+        else:                       # the program's own hook says it its way
+            _previous_excepthook(kind, value, tb)
+            abort(value, show=False)
 
     sys.excepthook = abort_job
 
 
 def abort(error=None, show=True):
-    """End every rank now (MPI_Abort), after printing error's traceback (with show) and
-    which rank ended the job; the exit status is error's (a SystemExit's code), else 1.
-    Does nothing in a world of one."""
+    """End every rank now (MPI_Abort), after reporting error's traceback (with show) and
+    which rank ended the job on stderr; the exit status is error's (a SystemExit's code),
+    else 1. Does nothing in a world of one.
+
+    MPI_Abort ends the job at once, and the launcher stops forwarding the ranks' output:
+    what this rank wrote but the launcher had not yet read is lost (MPICH, on a busy
+    machine, kept only a traceback's first line). So the report goes out in one write to
+    the raw stderr, and the rank waits until the launcher has read all its output
+    (_wait_until_read; DELIVERY_SECONDS at most) before it aborts."""
     if world_size() == 1:
         return
-    if show and error is not None:
-        traceback.print_exception(error)
+    report = "".join(traceback.format_exception(error)) if show and error is not None else ""
     code = error.code if isinstance(error, SystemExit) else 1
     code = code if isinstance(code, int) and code else 1
     why = "" if error is None else f" after {type(error).__name__}: {error}"
-    sys.stdout.flush()
-    sys.stderr.write(f"fastcnn.distributed: rank {rank()} of {world_size()} stops{why}; "
-                     f"aborting all ranks\n")
-    sys.stderr.flush()
+    report += (f"fastcnn.distributed: rank {rank()} of {world_size()} stops{why}; aborting "
+               f"all ranks\n")
+    _deliver(report)
     _comm.Abort(code)
+
+
+DELIVERY_SECONDS = 5.0    # how long a failing rank waits for its output to be read
+
+
+def _deliver(report):
+    """Write report to stderr (fd 2, after what Python still buffers for stdout and
+    stderr), then wait until whoever reads stdout and stderr has read all of it."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):    # None, closed, a broken pipe
+            pass
+    data = report.encode("utf-8", "backslashreplace")
+    while data:
+        try:
+            data = data[os.write(2, data):]
+        except OSError:
+            break
+    deadline = time.monotonic() + DELIVERY_SECONDS
+    for fd in (1, 2):
+        _wait_until_read(fd, deadline)
+
+
+def _wait_until_read(fd, deadline):
+    """Return once the reader of fd has taken everything written to it, or at deadline:
+    when a pipe or socket holds no unread bytes (FIONREAD, TIOCOUTQ, which Linux answers
+    on the writing end), or a terminal has sent its output (tcdrain). A file needs no
+    wait: its readers see every write at once."""
+    try:
+        import fcntl
+        import termios
+        if os.isatty(fd):
+            termios.tcdrain(fd)
+            return
+        mode = os.fstat(fd).st_mode
+        request = termios.FIONREAD if stat.S_ISFIFO(mode) else \
+            termios.TIOCOUTQ if stat.S_ISSOCK(mode) else None
+        while request is not None and time.monotonic() < deadline:
+            unread = struct.unpack("i", fcntl.ioctl(fd, request, b"\0" * 4))[0]
+            if unread <= 0:
+                return
+            time.sleep(0.005)
+    except (ImportError, AttributeError, OSError):   # no such calls here, or fd is closed
+        return
 
 
 def _find_node():
