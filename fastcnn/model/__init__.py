@@ -13,10 +13,9 @@ from .callbacks import (Callback, EarlyStopping, History, LearningRateScheduler,
                         ModelCheckpoint, plot_history)
 from .io import FORMAT_VERSION, ModelFileError, load
 from .sequential import Sequential
-from .training import LOCAL, Strategy  # noqa: F401
+from .training import Strategy
 
 FORMAT = Sequential.FORMAT
-
 
 __all__ = ["Model", "Sequential", "load", "ModelFileError", "Callback", "History",
            "EarlyStopping", "ModelCheckpoint", "LearningRateScheduler", "plot_history",
