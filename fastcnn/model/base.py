@@ -17,7 +17,7 @@ subclasses it and provides only the connections:
   again from that dict and its layers (rebuilt by ``io`` in ``layers`` order, in the
   file's dtypes), raising ValueError on a dict it cannot use;
 - ``summary_rows(input_shape)`` -> one ``(label, description, output shape or None,
-  parameter count)`` per layer;
+  parameter count)`` per layer (input_shape is None when no shape is known);
 - ``FORMAT``, the name its files carry ("fastcnn.Sequential"), which registers the class
   with ``io`` so that ``fastcnn.model.load`` finds it.
 
