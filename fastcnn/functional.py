@@ -187,6 +187,9 @@ def _c_contiguous(a):
 
 def _conv_out(op, size, kernel, stride, padding, dilation, what):
     """Output (oh, ow) of a sliding window; an error if the window does not fit."""
+    if 0 in tuple(size):   # all-padding windows: no backend has a sensible answer (PyTorch)
+        raise ValueError(f"{op}: the input has no pixels ({size[0]}x{size[1]}): a sliding "
+                         f"window needs at least one in each direction; {what}")
     out = []
     for axis in range(2):
         extent = dilation[axis] * (kernel[axis] - 1) + 1

@@ -224,9 +224,21 @@ cdef void _conv2d(const real[:, :, :, ::1] x, const real[:, :, :, ::1] weight,
              beta, yn, plane)
 
 
+def _finite(a):
+    """True when a holds no NaN or infinity (or, rarely, numbers summing past the largest
+    float: then too an exact recomputation does no harm)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return bool(np.isfinite(a.sum()))
+
+
 def conv2d(x, weight, bias, stride, padding, dilation, *, out=None):
     if winograd.applies(x.shape, weight.shape, stride, padding, dilation):
-        return winograd.conv2d(x, weight, bias, padding, out=out)
+        y = winograd.conv2d(x, weight, bias, padding, out=out)
+        if _finite(y):
+            return y
+        # A NaN or an infinity: Winograd's transforms mix neighbouring taps, so they would
+        # spread it to outputs the definition keeps finite. Redo the call directly.
+        out = y
     cdef Geometry g = geometry(x.shape, weight.shape[2:], stride, padding, dilation)
     y = out if out is not None else np.empty((x.shape[0], weight.shape[0], g.oh, g.ow), x.dtype)
     cdef Py_ssize_t per_thread = 0 if is_pointwise(&g) else g.c * g.kh * g.kw * g.oh * g.ow
@@ -308,7 +320,9 @@ def conv2d_backward(dy, x, weight, stride, padding, dilation, need_dx, *, out=No
         if need_dx:   # dx of a 3x3 stride-1 conv is itself such a conv
             winograd.conv2d_input_grad(dy, weight, padding, out=dx)
         winograd.weight_grad(dy, x, padding, out=(dweight, dbias))
-        return (dx if need_dx else None), dweight, dbias
+        if _finite(dweight) and (not need_dx or _finite(dx)):
+            return (dx if need_dx else None), dweight, dbias
+        # NaN or infinity: redone directly, as in conv2d
     cdef Geometry g = geometry(x.shape, weight.shape[2:], stride, padding, dilation)
     cdef int k = weight.shape[0], ckk = g.c * g.kh * g.kw
     cdef int nthreads = min(omp_get_max_threads(), x.shape[0])
