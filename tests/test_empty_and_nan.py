@@ -151,3 +151,14 @@ def test_nan_spreads_as_the_definition(backend, op, args, kwargs):
         second = args[1].copy()
         second.reshape(-1)[[1, second.size - 2]] = [np.nan, -np.inf]
         same_as_reference(backend, op, args[0], second, *args[2:], **kwargs)
+
+
+@pytest.mark.parametrize("p", [np.nan, 1.5, -0.5, np.inf, 0.0, 1.0])
+def test_bce_of_a_probability_outside_0_1_is_the_reference_one(backend, p):
+    """The cuda bce took the clamp at -100 for any log it could not take, so a NaN (or a
+    probability outside [0, 1]) gave a finite loss where the reference gives NaN."""
+    probs = np.array([0.25, p, 0.5], np.float32)
+    targets = np.array([1.0, 0.5, 0.0], np.float32)
+    want = F.bce(probs, targets, backend="reference")
+    got = run(backend, "bce", probs, targets)
+    assert (np.isnan(got) and np.isnan(want)) or got == pytest.approx(want, rel=1e-5)

@@ -54,7 +54,7 @@ def test_kernels_run_in_a_forked_child():
     assert queue.get(timeout=5) == 4 * 3 * 16 * 18
 
 
-def _in_forked_child(work, timeout=60):
+def _in_forked_child(work, timeout=30):
     """Run work() in a child made by os.fork(); its exit status, or a failure if it hangs.
     work returns a message, empty when all went well."""
     read_end, write_end = os.pipe()
