@@ -9,6 +9,7 @@ two arguments are replaced by a bad or edge-case value of their kind (fuzz_value
 """
 
 import inspect
+import os
 
 import numpy as np
 from hypothesis import strategies as st
@@ -33,6 +34,7 @@ INT_ROLES = {"kernel_size", "stride", "padding", "dilation", "scale_factor", "po
              "step"}
 BOOL_ROLES = {"training", "need_dx", "nesterov"}
 NONNEGATIVE = {"v", "sum_sq", "square_avg", "acc_delta", "running_var"}
+CUDA_EVERY = int(os.environ.get("FUZZ_CUDA_EVERY", "10"))   # 1 in this many runs on cuda too
 
 
 def ops():
@@ -365,7 +367,7 @@ def op_case(draw, name):
     arrays = ARRAY_ROLES | INT_ARRAY_ROLES   # cuda takes device arrays only (no lists)
     plain = all(_device_alike(v) and (k not in arrays or v is None or isinstance(v, Arr))
                 for k, v in args.items())
-    cuda = small and plain and "backend" not in args and draw(st.integers(0, 9)) == 0
+    cuda = small and plain and "backend" not in args and draw(st.integers(1, CUDA_EVERY)) == 1
     case = OpCall(name, args, cuda)
     case.changed = changed
     return case

@@ -32,24 +32,31 @@ KNOWN = [
          reason="a float argument given as an int past the float range (lr=10**400, "
                 "negative_slope, alpha, eps, momentum): functional's _number calls float()"),
     dict(id="read-only-out-written", owner=NN, group="functional", kind="inconsistent",
-         error="ValueError", message="assignment destination is read-only",
-         targets="conv2d|conv2d_backward",
-         reason="out= with flags.writeable False: the cpu conv kernels write into it (the "
-                "reference refuses it with NumPy's error); functional's _out must refuse it"),
+         error="ValueError", message="(assignment destination|output array) is read-only",
+         reason="out= (or an optimizer's state array) with flags.writeable False: the cpu "
+                "conv kernels write into it, other compiled ops accept an empty one, where "
+                "the reference refuses it with NumPy's error; functional must refuse it"),
     dict(id="read-only-memmap-out-segfault", owner=NN, group="functional", kind="crash",
          error="SIGSEGV", targets="conv2d|conv2d_backward", call=r"out=.*memmap_r",
          reason="out= a read-only np.memmap on the Winograd path (3x3, stride 1, >= 16 "
                 "channels): the kernel writes through its raw pointer (issue 11, item 1)"),
+    dict(id="step-grad-none", owner=NN, group="functional", kind="inconsistent",
+         error=".*", targets=r"\w+_step", call=r"grad=None",
+         reason="an optimizer step with grad=None: _step_arrays skips None entries (meant "
+                "for the optional state arrays), so the reference fails inside NumPy and "
+                "the compiled steps accept it when the arrays are empty"),
     # ---------------------------------------------------------------- nn/layers.py
     dict(id="layer-backward-not-an-array", owner=NN, group="layers",
          kind="exception", error="AttributeError|IndexError",
-         message=r"has no attribute '(shape|ndim|reshape)'|tuple index out of range",
+         message=r"has no attribute '(shape|ndim|reshape|dtype)'|tuple index out of range",
          reason="a layer's backward with a list, a number, None or a wrong-rank dy "
                 "(Flatten, Upsample, Maxout, Dropout, BatchNorm reshape or index it first)"),
     dict(id="layer-constructor-arithmetic", owner=NN, group="layers",
-         kind="exception", error="ZeroDivisionError",
+         kind="exception", error="ZeroDivisionError|OverflowError",
+         message=r"division|modulo|cannot convert float (infinity|NaN) to integer",
          reason="MaxPool2d/AvgPool2d(kernel_size=0 or stride=0), Maxout(0) divide by zero "
-                "in forward; Linear(0, n) and Conv2d(0, ...) in their initialisation"),
+                "in forward; Linear(0, n) and Conv2d(0, ...) in their initialisation; "
+                "Upsample(scale_factor=inf) computes int(inf) for the output shape"),
     # ---------------------------------------------------------------- data.py
     dict(id="dataloader-dict", owner=NN, group="dataloader", kind="exception",
          error="KeyError", reason="DataLoader over a dict indexes it with ints"),
@@ -63,12 +70,13 @@ KNOWN = [
     # ---------------------------------------------------------------- model loading
     dict(id="model-file-error", owner=MODEL, group="model_load", kind="exception",
          error="RuntimeError|NotImplementedError|TypeError|AttributeError|MemoryError|"
-               "RecursionError|OverflowError|KeyError|IndexError|ValueError",
+               "RecursionError|OverflowError|ZeroDivisionError|KeyError|IndexError|ValueError",
          reason="a crafted or corrupted model file raises something other than "
                 "ModelFileError: encrypted member (RuntimeError), unknown compression "
                 "(NotImplementedError), version a string/list/null (TypeError), config a list "
                 "or layer spec an int (AttributeError), a layer type that is a list "
                 "(TypeError: unhashable), an .npy header declaring 10**12 elements or a config "
                 "of 10**10 channels (MemoryError), deeply nested JSON (RecursionError), an "
-                ".npy file instead of an .npz (TypeError)"),
+                ".npy file instead of an .npz (TypeError), a config of Linear(0, n) or "
+                "Maxout(0) (ZeroDivisionError: the layers' own checks, nn branch)"),
 ]

@@ -13,7 +13,8 @@ message lists each failure class with a case to replay:
 Cases: CASES_PER_EXAMPLE per max_examples of the hypothesis profile (2,000 in the
 default profile, 20,000 with HYPOTHESIS_PROFILE=thorough), split over the targets;
 FUZZ_SEED picks other cases than CI's, FUZZ_WORKERS how many children run at once,
-FUZZ_REPORT a file to write every failure to (JSON).
+FUZZ_CUDA_EVERY how rare the simulated cuda runs are (1 in 10 of the small calls),
+FUZZ_REPORT a file to write every case's outcome to (JSON).
 """
 
 import json
