@@ -44,8 +44,10 @@ cdef Geometry geometry(tuple shape, tuple kernel_size, tuple stride, tuple paddi
 
 cdef inline void inside(int offset, int stride, int size, int n_out, int* lo, int* hi) noexcept nogil:
     """The outputs o in [lo, hi) of n_out whose tap lands inside the image: 0 <= o*stride + offset < size."""
-    lo[0] = 0 if offset >= 0 else min((-offset + stride - 1) // stride, n_out)
-    hi[0] = 0 if size - offset <= 0 else min((size - offset + stride - 1) // stride, n_out)
+    cdef Py_ssize_t s = stride   # 64-bit sums: a stride near 2**31 would overflow an int
+    lo[0] = 0 if offset >= 0 else <int>min((-offset + s - 1) // s, <Py_ssize_t>n_out)
+    hi[0] = 0 if size - offset <= 0 else <int>min((size - offset + s - 1) // s,
+                                                  <Py_ssize_t>n_out)
     hi[0] = max(hi[0], lo[0])
 
 

@@ -80,6 +80,13 @@ NO_CHANNELS = [   # empty sums: the bias, or zeros; empty outputs
                          np.ones((3, 0), np.float32)), {}),
     ("matmul", (np.ones((2, 0), np.float32), np.ones((0, 3), np.float32)), {}),
     ("maxout", (np.ones((2, 0, 3), np.float32), 2), {}),
+    # the cuda backend divided by the number of channels or groups in these
+    ("maxout_backward", (np.ones((2, 0), np.float32), np.zeros((2, 0), np.int32), 2), {}),
+    ("linear_backward", (np.ones((2, 0), np.float32), np.ones((2, 3), np.float32),
+                         np.ones((0, 3), np.float32)), {}),
+    ("batch_norm", (np.ones((2, 0, 3, 3), np.float32), np.ones(0, np.float32),
+                    np.zeros(0, np.float32), np.zeros(0, np.float32), np.ones(0, np.float32)),
+     dict(training=False)),
 ]
 
 
@@ -87,6 +94,29 @@ NO_CHANNELS = [   # empty sums: the bias, or zeros; empty outputs
 def test_no_channels_give_the_reference_answer(backend, op, args, kwargs):
     """The cuda conv divided by zero (its workspace per image was 0 bytes)."""
     same_as_reference(backend, op, *args, **kwargs)
+
+
+# ---------------------------------------------------------------- a stride near 2**31
+
+BIG = 2**31 - 1   # fits the kernels' C ints; one output along that axis
+X_SMALL = normal(2, 3, 4, 5)
+HUGE_STRIDE = [
+    ("conv2d", (X_SMALL, normal(2, 3, 2, 2)), dict(padding=(2, 1), dilation=(2, 1))),
+    ("conv2d_backward", (normal(2, 2, 1, 3), X_SMALL, normal(2, 3, 2, 2)),
+     dict(padding=(2, 1), dilation=(2, 1))),
+    ("im2col", (X_SMALL, 2), dict(padding=1)),
+    ("max_pool2d", (X_SMALL, 2), dict(padding=1)),
+    ("avg_pool2d", (X_SMALL, 2), dict(padding=1)),
+    ("avg_pool2d_backward", (normal(2, 3, 1, 3), X_SMALL.shape, 2), dict(padding=1)),
+]
+
+
+@pytest.mark.parametrize("op, args, kwargs", HUGE_STRIDE, ids=[c[0] for c in HUGE_STRIDE])
+def test_a_stride_near_2_31_gives_the_reference_answer(backend, op, args, kwargs):
+    """The cpu kernels' tap ranges summed the stride in an int and overflowed: wrong values
+    (found by the fuzz suite)."""
+    stride = (BIG, 2) if op in ("avg_pool2d_backward", "conv2d_backward") else (BIG, BIG)
+    same_as_reference(backend, op, *args, stride=stride, **kwargs)
 
 
 # ---------------------------------------------------------------- NaN and infinity

@@ -263,7 +263,7 @@ def maxout(x, pool_size, *, out=None):
 
 def maxout_backward(dy, indices, pool_size, *, out=None):
     n, g = dy.shape[:2]
-    r = dy.size // (n * g)
+    r = math.prod(dy.shape[2:])   # (not dy.size // (n * g): g may be 0)
     dx = output(out, (n, g * pool_size) + tuple(dy.shape[2:]), dy.dtype)
     _maxout_backward(dy.dtype)[blocks_for(dx.size), THREADS](
         dy.reshape((n, g, r)), indices.reshape((n, g, r)), dx.reshape((n, g, pool_size, r)))
