@@ -30,4 +30,5 @@ from .dense import linear, linear_backward, matmul  # noqa: F401
 from .elementwise import relu, relu_backward  # noqa: F401
 from .optim import adam_step, sgd_step  # noqa: F401
 from .pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward  # noqa: F401
-from .upsample import upsample_nearest2d, upsample_nearest2d_backward  # noqa: F401
+from .upsample import (upsample_bilinear2d, upsample_bilinear2d_backward,  # noqa: F401
+                       upsample_nearest2d, upsample_nearest2d_backward)

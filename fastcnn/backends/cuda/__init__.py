@@ -45,4 +45,5 @@ from .memory import use_memory_pool  # noqa: F401
 from .norm import batch_norm, batch_norm_backward  # noqa: F401
 from .optim import adadelta_step, adagrad_step, adam_step, rmsprop_step, sgd_step  # noqa: F401
 from .pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward  # noqa: F401
-from .upsample import upsample_nearest2d, upsample_nearest2d_backward  # noqa: F401
+from .upsample import (upsample_bilinear2d, upsample_bilinear2d_backward,  # noqa: F401
+                       upsample_nearest2d, upsample_nearest2d_backward)
