@@ -724,19 +724,52 @@ def tanh_backward(dy, y, *, backend=None, out=None):
     return _unary_backward("tanh_backward", backend, out, dy, y, "y")
 
 
-def softmax(x, *, backend=None, out=None):
-    """Softmax over the classes (axis 1) of a (N, C) array."""
-    op = "softmax"
+def _dim(op, dim, x):
+    """dim as an axis of x, counted from the end if negative (as PyTorch)."""
+    if x.ndim == 0:
+        raise ValueError(f"{op}: x must have at least one axis, got a 0-D array")
+    dim = _int(op, "dim", dim, -x.ndim)
+    if dim >= x.ndim:
+        raise ValueError(f"{op}: dim must be in [{-x.ndim}, {x.ndim}) for x.shape="
+                         f"{tuple(x.shape)}, got {dim}")
+    return dim % x.ndim
+
+
+def _softmax(op, backend, out, x, dim):
     be = _backend(op, backend, {"x": x})
     (x,) = _floats(op, be, x=x)
-    _ndim(op, "x", x, 2, "(N, C)")
-    out = _out(op, be, out, x.shape, x.dtype)
-    return be.softmax(x, out=out)
+    dim = _dim(op, dim, x)
+    return getattr(be, op)(x, dim, out=_out(op, be, out, x.shape, x.dtype))
 
 
-def softmax_backward(dy, y, *, backend=None, out=None):
-    _ndim("softmax_backward", "y", y, 2, "(N, C)")
-    return _unary_backward("softmax_backward", backend, out, dy, y, "y")
+def _softmax_backward(op, backend, out, dy, y, dim):
+    be = _backend(op, backend, {"dy": dy, "y": y})
+    dy, y = _floats(op, be, dy=dy, y=y)
+    _same_shape(op, ("dy", "y"), (dy, y))
+    dim = _dim(op, dim, y)
+    return getattr(be, op)(dy, y, dim, out=_out(op, be, out, dy.shape, dy.dtype))
+
+
+def softmax(x, dim=1, *, backend=None, out=None):
+    """exp(x) / sum(exp(x)) over axis dim of x of any rank (shifted by the maximum, so
+    it never overflows); dim=1 by default: the classes of (N, C) scores."""
+    return _softmax("softmax", backend, out, x, dim)
+
+
+def softmax_backward(dy, y, dim=1, *, backend=None, out=None):
+    """dx = y * (dy - sum(dy * y)) over axis dim, from softmax's output y."""
+    return _softmax_backward("softmax_backward", backend, out, dy, y, dim)
+
+
+def log_softmax(x, dim=1, *, backend=None, out=None):
+    """x - max - log(sum(exp(x - max))) over axis dim: the log of softmax, finite where
+    softmax underflows to 0."""
+    return _softmax("log_softmax", backend, out, x, dim)
+
+
+def log_softmax_backward(dy, y, dim=1, *, backend=None, out=None):
+    """dx = dy - exp(y) * sum(dy) over axis dim, from log_softmax's output y."""
+    return _softmax_backward("log_softmax_backward", backend, out, dy, y, dim)
 
 
 def maxout(x, pool_size, *, backend=None, out=None):
