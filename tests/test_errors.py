@@ -112,7 +112,7 @@ def test_dense_rejects(any_backend):
     a = np.zeros((3, 4), np.float32)
     raises(any_backend, ValueError,
            r"inner dimensions differ \(a.shape=\(3, 4\), b.shape=\(3, 4\)\)", "matmul", a, a)
-    raises(any_backend, ValueError, "a must be 2-D", "matmul", X, a)
+    raises(any_backend, ValueError, "inner dimensions differ", "matmul", X, a)
     raises(any_backend, ValueError, "weight expects 3 input features but x has 4", "linear",
            a, a[:, :3])
     raises(any_backend, ValueError, r"dy must have shape \(3, 3\)", "linear_backward",

@@ -27,7 +27,7 @@ from ..reference.losses import (bce, bce_backward, bce_with_logits,  # noqa: F40
 from ..reference.norm import batch_norm, batch_norm_backward  # noqa: F401
 from ..reference.optim import adadelta_step, adagrad_step, rmsprop_step  # noqa: F401
 from .conv import col2im, conv2d, conv2d_backward, im2col  # noqa: F401
-from .dense import linear, linear_backward, matmul  # noqa: F401
+from .dense import linear, linear_backward, matmul, matmul_backward  # noqa: F401
 from .elementwise import relu, relu_backward  # noqa: F401
 from .optim import adam_step, sgd_step  # noqa: F401
 from .pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward  # noqa: F401

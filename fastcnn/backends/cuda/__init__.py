@@ -34,7 +34,7 @@ except ImportError:
 from ._arrays import (DEVICE, asarray, check_indices, empty, is_array, to_device,  # noqa: F401
                       to_host, zeros)
 from .conv import col2im, conv2d, conv2d_backward, im2col  # noqa: F401
-from .dense import linear, linear_backward, matmul  # noqa: F401
+from .dense import linear, linear_backward, matmul, matmul_backward  # noqa: F401
 from .elementwise import (dropout, dropout_backward, elu, elu_backward,  # noqa: F401
                           leaky_relu, leaky_relu_backward, maxout, maxout_backward, relu,
                           relu_backward, sigmoid, sigmoid_backward, tanh, tanh_backward)
