@@ -614,8 +614,6 @@ def _matmul_args(op, a, b):
     one row and a 1-D b one column, dropped from the result; batch axes broadcast."""
     a_shape, b_shape = tuple(a.shape), tuple(b.shape)
     shapes = f"a.shape={a_shape}, b.shape={b_shape}"
-    if not a_shape or not b_shape:
-        raise ValueError(f"{op}: a and b must have at least one axis ({shapes})")
     a2 = (1,) + a_shape if len(a_shape) == 1 else a_shape
     b2 = b_shape + (1,) if len(b_shape) == 1 else b_shape
     if a2[-1] != b2[-2]:
@@ -647,6 +645,7 @@ def matmul(a, b, *, backend=None, out=None):
     is dropped from c)."""
     op = "matmul"
     be = _backend(op, backend, {"a": a, "b": b})
+    _has_axes(op, a=a, b=b)
     a, b = _floats(op, be, a=a, b=b)
     a2, b2, shape, returned = _matmul_args(op, a, b)
     out = _out(op, be, out, returned, a.dtype)
@@ -660,6 +659,7 @@ def matmul_backward(dc, a, b, *, backend=None, out=None):
     axes its operand was broadcast along, in a's and b's shapes."""
     op = "matmul_backward"
     be = _backend(op, backend, {"dc": dc, "a": a, "b": b})
+    _has_axes(op, a=a, b=b)
     dc, a, b = _floats(op, be, dc=dc, a=a, b=b)
     a2, b2, shape, returned = _matmul_args(op, a, b)
     # (a dot product's 0-D dc arrives 1-D: asarray gives every array an axis)
@@ -775,10 +775,15 @@ def tanh_backward(dy, y, *, backend=None, out=None):
     return _unary_backward("tanh_backward", backend, out, dy, y, "y")
 
 
+def _has_axes(op, **arrays):
+    """An error for a 0-D array (asarray would quietly make it 1-D)."""
+    for name, a in arrays.items():
+        if a is not None and np.ndim(a) == 0:
+            raise ValueError(f"{op}: {name} must have at least one axis, got a 0-D array")
+
+
 def _dim(op, dim, x):
     """dim as an axis of x, counted from the end if negative (as PyTorch)."""
-    if x.ndim == 0:
-        raise ValueError(f"{op}: x must have at least one axis, got a 0-D array")
     dim = _int(op, "dim", dim, -x.ndim)
     if dim >= x.ndim:
         raise ValueError(f"{op}: dim must be in [{-x.ndim}, {x.ndim}) for x.shape="
@@ -788,6 +793,7 @@ def _dim(op, dim, x):
 
 def _softmax(op, backend, out, x, dim):
     be = _backend(op, backend, {"x": x})
+    _has_axes(op, x=x)
     (x,) = _floats(op, be, x=x)
     dim = _dim(op, dim, x)
     return getattr(be, op)(x, dim, out=_out(op, be, out, x.shape, x.dtype))
@@ -795,6 +801,7 @@ def _softmax(op, backend, out, x, dim):
 
 def _softmax_backward(op, backend, out, dy, y, dim):
     be = _backend(op, backend, {"dy": dy, "y": y})
+    _has_axes(op, dy=dy, y=y)
     dy, y = _floats(op, be, dy=dy, y=y)
     _same_shape(op, ("dy", "y"), (dy, y))
     dim = _dim(op, dim, y)

@@ -68,9 +68,10 @@ def _batched(arrays, sizes, strides, m, n, k):
     batch = tuple(next((s for s in axis if s != 1), 1)
                   for axis in zip(*(tuple(a.shape)[:-2] for a in arrays)))
     target = arrays[0]
+    if target.size == 0:
+        return
     if math.prod(batch) == 0:   # no products: a broadcast operand's gradient is 0
-        if target.size:
-            fill(target, 0)
+        fill(target, 0)
         return
     axes = _axes(batch, [tuple(a.shape)[:-2] for a in arrays])
     size, steps = axes.pop() if axes else (1, [0, 0, 0])
