@@ -15,6 +15,7 @@ call to time (``trains``).
 """
 
 import dataclasses
+import math
 from typing import Callable, Optional
 
 import numpy as np
@@ -147,6 +148,25 @@ def upsample(x, scale, train, tiny=False, **flags):
     return _with_tiny(case, upsample((2, 3, 3, 3), scale, train, True))
 
 
+def resample(mode, x, scale, train, align_corners=False, tiny=False, **flags):
+    """Nearest or bilinear resampling by a (non-integer) scale factor, PyTorch's
+    F.interpolate (or forward + backward)."""
+    n, c, h, w = x
+    y = (n, c, math.floor(h * scale), math.floor(w * scale))
+    arrays = {"x": x, "dy": y} if train else {"x": x}
+    params = {"scale_factor": (scale, scale)}
+    if mode == "bilinear":
+        params["align_corners"] = align_corners
+    op = f"upsample_{mode}2d"
+    case = Case(name=f"{op}{'+bwd' if train else ''} {_x(x)} x{scale}",
+                step=f"{op}_train" if train else op, arrays=arrays, params=params,
+                describe=f"{_x(x)} -> {_x(y)}" + (", align_corners" if align_corners else ""),
+                reference=False, **flags)   # the reference's scatter takes seconds here
+    if tiny:
+        return case
+    return _with_tiny(case, resample(mode, (2, 3, 3, 3), scale, train, align_corners, True))
+
+
 def matmul(m, k, n, tiny=False, **flags):
     case = Case(name=f"matmul {m}x{k}x{n}", step="matmul", arrays={"a": (m, k), "b": (k, n)},
                 params={}, describe=f"({m}x{k}) @ ({k}x{n})", flops=2 * m * k * n,
@@ -205,6 +225,8 @@ CASES = [
     *[pool(kind, x, 2, train) for kind in ("max", "avg") for train in (False, True)
       for x in ((100, 32, 28, 28), (64, 128, 32, 32))],
     *[upsample((64, 128, 16, 16), 2, train) for train in (False, True)],
+    *[resample("bilinear", (16, 64, 64, 64), 2, train) for train in (False, True)],
+    resample("nearest", (16, 64, 64, 64), 1.5, train=True),
     matmul(1024, 1024, 1024),
     matmul(4096, 4096, 4096, quick=False),
     *[linear(100, 3136, 10, train) for train in (False, True)],
@@ -230,6 +252,8 @@ TARGETS = {
     "conv2d+bwd C": [Target("fastcnn-cuda", "torch", 0.5, "<= 2x cuDNN's time (#5)")],
     "max_pool2d+bwd 100x32x28x28": [
         Target("fastcnn-cpu", "torch", 2.0, "<= 0.5x PyTorch's time (#3)")],
+    "upsample_bilinear2d+bwd 16x64x64x64 x2": [
+        Target("fastcnn-cpu", "torch", 1.5, ">= 1.5x PyTorch CPU (#13)")],
     "matmul 1024x1024x1024": [Target("fastcnn-cpu", "numpy", 0.9, ">= 0.9x NumPy's GFLOP/s (#3)")],
     "matmul 4096x4096x4096": [Target("fastcnn-cuda", "torch", 0.5, ">= 50% of cuBLAS (#5)")],
     **{f"seed_cnn epoch {n}": [

@@ -8,7 +8,7 @@ backward for an upstream gradient ``dy``, returning the forward's output and
 every gradient, so all implementations do the same work:
 
     conv2d_train      -> (y, dx, dweight, dbias)
-    max/avg_pool2d_train, upsample_nearest2d_train -> (y, dx)
+    max/avg_pool2d_train, upsample_nearest2d_train, upsample_bilinear2d_train -> (y, dx)
     linear_train      -> (y, dx, dweight, dbias)
     max_pool2d        -> (y, indices)   # indices as h * W + w: what backward needs
 
@@ -145,7 +145,18 @@ class Fastcnn(Implementation):
 
     def upsample_nearest2d_train(self, x, dy, scale_factor):
         y = self.F.upsample_nearest2d(x, scale_factor, backend=self.backend)
-        return y, self.F.upsample_nearest2d_backward(dy, scale_factor, backend=self.backend)
+        return y, self.F.upsample_nearest2d_backward(dy, x.shape, scale_factor,
+                                                     backend=self.backend)
+
+    def upsample_bilinear2d(self, x, scale_factor, align_corners):
+        return self.F.upsample_bilinear2d(x, scale_factor, align_corners=align_corners,
+                                          backend=self.backend)
+
+    def upsample_bilinear2d_train(self, x, dy, scale_factor, align_corners):
+        y = self.F.upsample_bilinear2d(x, scale_factor, align_corners=align_corners,
+                                       backend=self.backend)
+        return y, self.F.upsample_bilinear2d_backward(
+            dy, x.shape, scale_factor, align_corners=align_corners, backend=self.backend)
 
     def matmul(self, a, b):
         return self.F.matmul(a, b, backend=self.backend)
@@ -193,7 +204,17 @@ class NumPy(Implementation):
     avg_pool2d = staticmethod(numpy_baseline.avg_pool2d)
     avg_pool2d_train = staticmethod(numpy_baseline.avg_pool2d_train)
     upsample_nearest2d = staticmethod(numpy_baseline.upsample_nearest2d)
-    upsample_nearest2d_train = staticmethod(numpy_baseline.upsample_nearest2d_train)
+
+    def upsample_nearest2d_train(self, x, dy, scale_factor):
+        if any(f != int(f) for f in scale_factor):
+            return numpy_baseline.upsample_train(x, dy, scale_factor, "nearest")
+        return numpy_baseline.upsample_nearest2d_train(x, dy, tuple(map(int, scale_factor)))
+
+    def upsample_bilinear2d(self, x, scale_factor, align_corners):
+        return numpy_baseline.upsample(x, scale_factor, "bilinear", align_corners)
+
+    def upsample_bilinear2d_train(self, x, dy, scale_factor, align_corners):
+        return numpy_baseline.upsample_train(x, dy, scale_factor, "bilinear", align_corners)
     matmul = staticmethod(numpy_baseline.matmul)
     linear = staticmethod(numpy_baseline.linear)
     linear_train = staticmethod(numpy_baseline.linear_train)
@@ -298,6 +319,16 @@ class Torch(Implementation):
     def upsample_nearest2d_train(self, x, dy, scale_factor):
         leaves = self._leaves(x)
         y = self.F.interpolate(leaves[0], scale_factor=scale_factor, mode="nearest")
+        return self._backward(y, dy, leaves)
+
+    def upsample_bilinear2d(self, x, scale_factor, align_corners):
+        return self.F.interpolate(x, scale_factor=scale_factor, mode="bilinear",
+                                  align_corners=align_corners)
+
+    def upsample_bilinear2d_train(self, x, dy, scale_factor, align_corners):
+        leaves = self._leaves(x)
+        y = self.F.interpolate(leaves[0], scale_factor=scale_factor, mode="bilinear",
+                               align_corners=align_corners)
         return self._backward(y, dy, leaves)
 
     def matmul(self, a, b):

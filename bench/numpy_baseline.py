@@ -2,7 +2,8 @@
 
 Idiomatic, not deliberately slow: convolution is im2col through a strided view
 (``sliding_window_view``, copied once into columns) followed by a batched BLAS
-matmul; pools and upsampling are reshapes of the image into its windows. It
+matmul; pools and upsampling are reshapes of the image into its windows (by other
+than integer factors, and bilinear: a product with a resampling matrix per axis). It
 covers the shapes the suite runs (pools: stride = kernel, sizes divisible by
 it); anything else raises NotImplementedError and the runner marks it n/a.
 """
@@ -10,7 +11,7 @@ it); anything else raises NotImplementedError and the runner marks it n/a.
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from fastcnn.backends import output_size
+from fastcnn.backends import coordinates, output_size
 
 
 def _pad(x, padding):
@@ -125,6 +126,47 @@ def upsample_nearest2d_train(x, dy, scale_factor):
     (sh, sw), (n, c, h, w) = scale_factor, x.shape
     dx = dy.reshape(n, c, h, sh, w, sw).sum(axis=(3, 5))
     return upsample_nearest2d(x, scale_factor), dx
+
+
+def _resampling(out, size, factor, mode, align_corners, dtype):
+    """The (out x size) matrix that resamples one axis, from PyTorch's coordinate rules."""
+    m, rows = np.zeros((out, size), dtype), np.arange(out)
+    if mode == "nearest":
+        scale = coordinates.upsample_scale(size, out, factor, None, dtype)
+        m[rows, coordinates.nearest_source(out, size, scale)] = 1
+        return m
+    scale = coordinates.upsample_scale(size, out, factor, align_corners, dtype)
+    i0, i1, w0, w1 = coordinates.linear_source(out, size, scale, align_corners, dtype)
+    np.add.at(m, (rows, i0), w0)
+    np.add.at(m, (rows, i1), w1)
+    return m
+
+
+def _resamplings(x, scale_factor, mode, align_corners):
+    return [_resampling(int(n * f), n, f, mode, align_corners, x.dtype)
+            for n, f in zip(x.shape[2:], scale_factor)]
+
+
+def _product(a, x, b):
+    """a x b^T for every plane of x, as two plain gemms: along W on every row, then along
+    H with H moved to the front (NumPy's matmul of one matrix by a stack is far slower)."""
+    n, c, h, w = x.shape
+    t = x.reshape(-1, w) @ b.T                                   # (N*C*H, OW)
+    t = t.reshape(n * c, h, -1).transpose(1, 0, 2).reshape(h, -1)  # (H, N*C*OW)
+    y = (a @ t).reshape(a.shape[0], n * c, -1).transpose(1, 0, 2)  # (N*C, OH, OW)
+    return np.ascontiguousarray(y).reshape(n, c, a.shape[0], -1)
+
+
+def upsample(x, scale_factor, mode, align_corners=False):
+    """Any factor, either mode: y = A x B^T, one resampling matrix per axis."""
+    a, b = _resamplings(x, scale_factor, mode, align_corners)
+    return _product(a, x, b)
+
+
+def upsample_train(x, dy, scale_factor, mode, align_corners=False):
+    """upsample and its gradient dx = A^T dy B."""
+    a, b = _resamplings(x, scale_factor, mode, align_corners)
+    return _product(a, x, b), _product(a.T, dy, b.T)
 
 
 def matmul(a, b):

@@ -29,11 +29,13 @@ caller did not pass are allocated here, so a backend op only fills the arrays
 it is handed.
 """
 
+import math
 import numbers
 
 import numpy as np
 
 from . import backends
+from .backends import coordinates
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -435,52 +437,243 @@ class _Shape:
 
 
 # ---------------------------------------------------------------- upsampling
+# PyTorch's F.interpolate(mode="nearest" | "bilinear") on (N, C, H, W). The output's
+# (h, w) comes from exactly one of scale_factor (floor(H * factor), as PyTorch) and size;
+# each backend gets PyTorch's scale per axis, and the coordinate rules that use it are
+# in backends/coordinates.py.
+
+INT_MAX = 2**31 - 1   # the kernels index with C int
 
 
-def upsample_nearest2d(x, scale_factor, *, backend=None, out=None):
-    """Nearest-neighbour upsampling by integer factors: (N, C, H, W) -> (N, C, sh*H, sw*W)."""
-    op = "upsample_nearest2d"
-    be = _backend(op, backend, {"x": x})
+def _factors(op, value):
+    """scale_factor as a pair of positive finite floats (from a number or a pair)."""
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(values) != 2:
+        raise ValueError(f"{op}: scale_factor must be a number or a pair (h, w), got {value!r}")
+    for v in values:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+            raise TypeError(f"{op}: scale_factor must be a number or a pair of numbers, "
+                            f"got {value!r}")
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"{op}: scale_factor must be positive and finite, got {value!r}")
+    return tuple(float(v) for v in values)
+
+
+def _resized(op, shape, scale_factor, size):
+    """(output (h, w), the scale factors or None) for an input of shape (N, C, H, W), from
+    exactly one of scale_factor and size; an output without pixels, or larger than the
+    kernels can index, is refused before anything is allocated."""
+    if (scale_factor is None) == (size is None):
+        raise ValueError(f"{op}: give exactly one of scale_factor and size, got "
+                         f"scale_factor={scale_factor!r} and size={size!r}")
+    if min(shape[2:]) < 1:
+        raise ValueError(f"{op}: the input has no pixels to resample (shape {tuple(shape)})")
+    if size is not None:
+        factors, hw = None, _pair(op, "size", size, 1)
+    else:
+        factors = _factors(op, scale_factor)
+        hw = tuple(math.floor(min(n * f, 2.0**62)) for n, f in zip(shape[2:], factors))
+        if min(hw) < 1:
+            raise ValueError(f"{op}: scale_factor={scale_factor!r} leaves no pixels of an "
+                             f"input of {shape[2]}x{shape[3]} (output {hw[0]}x{hw[1]})")
+    elements = shape[0] * shape[1] * hw[0] * hw[1]
+    if max(hw) > INT_MAX or elements > INT_MAX:
+        raise ValueError(f"{op}: the output of {shape[0]}x{shape[1]}x{hw[0]}x{hw[1]} "
+                         f"({elements:,} values, from scale_factor={scale_factor!r}, "
+                         f"size={size!r}) is more than the kernels index ({INT_MAX:,})")
+    return hw, factors
+
+
+def _scales(shape, hw, factors, align_corners, dtype):
+    """PyTorch's scale per axis (align_corners None: nearest's rule)."""
+    return tuple(coordinates.upsample_scale(shape[2 + a], hw[a], factors and factors[a],
+                                            align_corners, dtype) for a in range(2))
+
+
+def _resample_args(op, be, x, scale_factor, size):
     (x,) = _floats(op, be, x=x)
     _ndim(op, "x", x, 4, "(N, C, H, W)")
     _nonempty_batch(op, "x", x)
-    sh, sw = _pair(op, "scale_factor", scale_factor, 1)
-    n, c, h, w = x.shape
-    out = _out(op, be, out, (n, c, h * sh, w * sw), x.dtype)
-    return be.upsample_nearest2d(x, (sh, sw), out=out)
+    hw, factors = _resized(op, x.shape, scale_factor, size)
+    return x, hw, factors
 
 
-def upsample_nearest2d_backward(dy, scale_factor, *, backend=None, out=None):
-    """Sum the error over each sh x sw block: (N, C, sh*H, sw*W) -> (N, C, H, W)."""
+def _resample_backward_args(op, be, dy, input_shape, scale_factor, size):
+    (dy,) = _floats(op, be, dy=dy)
+    _ndim(op, "dy", dy, 4, "(N, C, OH, OW)")
+    shape = _shape4(op, "input_shape", input_shape)
+    hw, factors = _resized(op, shape, scale_factor, size)
+    if tuple(dy.shape) != shape[:2] + hw:
+        raise ValueError(f"{op}: dy must have the output's shape {shape[:2] + hw} for "
+                         f"input_shape={shape}, scale_factor={scale_factor!r}, size={size!r}; "
+                         f"got {tuple(dy.shape)}")
+    return dy, shape, hw, factors
+
+
+def _align_corners(op, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{op}: align_corners must be True or False, got {value!r}")
+    return bool(value)
+
+
+def upsample_nearest2d(x, scale_factor=None, size=None, *, backend=None, out=None):
+    """Nearest-neighbour resampling, PyTorch's F.interpolate(mode="nearest"):
+    (N, C, H, W) -> (N, C, OH, OW), OH = floor(H * scale_factor) or size[0].
+
+    Output pixel (i, j) copies input pixel (min(floor(i * s_h), H - 1), likewise j), with
+    s = 1 / scale_factor if given, else H / OH, in float32 as PyTorch computes it, so
+    non-integer factors and downsampling (factors below 1) pick PyTorch's pixels. An
+    integer factor repeats each pixel into a block. scale_factor and size: a number or
+    an (h, w) pair. ONNX Resize with mode="nearest", coordinate_transformation_mode=
+    "asymmetric" and nearest_mode="floor" is this op (its scales are scale_factor, its
+    sizes size); its other nearest modes are not covered.
+    """
+    op = "upsample_nearest2d"
+    be = _backend(op, backend, {"x": x})
+    x, hw, factors = _resample_args(op, be, x, scale_factor, size)
+    out = _out(op, be, out, x.shape[:2] + hw, x.dtype)
+    return be.upsample_nearest2d(x, _scales(x.shape, hw, factors, None, x.dtype), out=out)
+
+
+def _legacy_factor(value):
+    """True for an int or an (h, w) pair: the scale_factor of the backward's earlier form."""
+    return (isinstance(value, numbers.Integral) and not isinstance(value, bool)) or (
+        isinstance(value, (tuple, list)) and len(value) == 2)
+
+
+def upsample_nearest2d_backward(dy, input_shape, scale_factor=None, size=None, *,
+                                backend=None, out=None):
+    """The gradient of upsample_nearest2d(x, scale_factor, size) for x of input_shape:
+    each input pixel collects the error of the output pixels that copied it.
+
+    The earlier form upsample_nearest2d_backward(dy, scale_factor) for integer factors
+    still works: an int or an (h, w) pair in input_shape's place is that scale_factor,
+    and the input's shape is dy's divided by it.
+    """
     op = "upsample_nearest2d_backward"
     be = _backend(op, backend, {"dy": dy})
-    (dy,) = _floats(op, be, dy=dy)
-    _ndim(op, "dy", dy, 4, "(N, C, H, W)")
-    _nonempty_batch(op, "dy", dy)
-    sh, sw = _pair(op, "scale_factor", scale_factor, 1)
-    n, c, h, w = dy.shape
-    if h % sh or w % sw:
-        raise ValueError(f"{op}: dy's height and width ({h}, {w}) must be multiples of "
-                         f"scale_factor {(sh, sw)}")
-    out = _out(op, be, out, (n, c, h // sh, w // sw), dy.dtype)
-    return be.upsample_nearest2d_backward(dy, (sh, sw), out=out)
+    if _legacy_factor(input_shape) and scale_factor is None and size is None:
+        (dy,) = _floats(op, be, dy=dy)
+        _ndim(op, "dy", dy, 4, "(N, C, H, W)")
+        _nonempty_batch(op, "dy", dy)
+        scale_factor = _pair(op, "scale_factor", input_shape, 1)
+        n, c, h, w = dy.shape
+        if h % scale_factor[0] or w % scale_factor[1]:
+            raise ValueError(f"{op}: dy's height and width ({h}, {w}) must be multiples of "
+                             f"scale_factor {scale_factor}")
+        input_shape = (n, c, h // scale_factor[0], w // scale_factor[1])
+    dy, shape, hw, factors = _resample_backward_args(op, be, dy, input_shape, scale_factor,
+                                                     size)
+    out = _out(op, be, out, shape, dy.dtype)
+    return be.upsample_nearest2d_backward(dy, _scales(shape, hw, factors, None, dy.dtype),
+                                          out=out)
+
+
+def upsample_bilinear2d(x, scale_factor=None, size=None, align_corners=False, *,
+                        backend=None, out=None):
+    """Bilinear resampling, PyTorch's F.interpolate(mode="bilinear", align_corners=...):
+    (N, C, H, W) -> (N, C, OH, OW), OH = floor(H * scale_factor) or size[0].
+
+    Along each axis, output pixel d reads the input at src = s * (d + 0.5) - 0.5, clamped
+    at 0 (align_corners=False: the half-pixel rule, s = 1 / scale_factor if given, else
+    H / OH), or at src = d * (H - 1) / (OH - 1) (align_corners=True: the corner pixels
+    meet), and mixes the two pixels around src linearly (in the data's precision, as
+    PyTorch). Downsampling (factors below 1) reads two pixels per output pixel, without
+    antialiasing, as PyTorch. ONNX Resize with mode="linear" maps onto it:
+    coordinate_transformation_mode="half_pixel" is align_corners=False (so is
+    "pytorch_half_pixel" wherever the output is longer than 1), "align_corners" is
+    align_corners=True; "asymmetric" and the other modes are not covered.
+    """
+    op = "upsample_bilinear2d"
+    be = _backend(op, backend, {"x": x})
+    align_corners = _align_corners(op, align_corners)
+    x, hw, factors = _resample_args(op, be, x, scale_factor, size)
+    out = _out(op, be, out, x.shape[:2] + hw, x.dtype)
+    scales = _scales(x.shape, hw, factors, align_corners, x.dtype)
+    return be.upsample_bilinear2d(x, scales, align_corners, out=out)
+
+
+def upsample_bilinear2d_backward(dy, input_shape, scale_factor=None, size=None,
+                                 align_corners=False, *, backend=None, out=None):
+    """The gradient of upsample_bilinear2d(x, scale_factor, size, align_corners) for x of
+    input_shape: each input pixel gathers the error of the output pixels that read it,
+    times the weights they read it with."""
+    op = "upsample_bilinear2d_backward"
+    be = _backend(op, backend, {"dy": dy})
+    align_corners = _align_corners(op, align_corners)
+    dy, shape, hw, factors = _resample_backward_args(op, be, dy, input_shape, scale_factor,
+                                                     size)
+    out = _out(op, be, out, shape, dy.dtype)
+    scales = _scales(shape, hw, factors, align_corners, dy.dtype)
+    return be.upsample_bilinear2d_backward(dy, scales, align_corners, out=out)
 
 
 # ---------------------------------------------------------------- dense algebra
 
 
+def _matmul_args(op, a, b):
+    """NumPy's matmul rules: (a as (..., M, K), b as (..., K, N), both with the output's
+    number of batch axes, the shape the backend fills, the shape returned). A 1-D a is
+    one row and a 1-D b one column, dropped from the result; batch axes broadcast."""
+    a_shape, b_shape = tuple(a.shape), tuple(b.shape)
+    shapes = f"a.shape={a_shape}, b.shape={b_shape}"
+    a2 = (1,) + a_shape if len(a_shape) == 1 else a_shape
+    b2 = b_shape + (1,) if len(b_shape) == 1 else b_shape
+    if a2[-1] != b2[-2]:
+        raise ValueError(f"{op}: inner dimensions differ ({shapes})")
+    try:
+        batch = np.broadcast_shapes(a2[:-2], b2[:-2])
+    except ValueError:
+        raise ValueError(f"{op}: the batch axes (all but the last two) do not broadcast "
+                         f"({shapes})") from None
+    a2 = (1,) * (len(batch) + 2 - len(a2)) + a2
+    b2 = (1,) * (len(batch) + 2 - len(b2)) + b2
+    m, n = a2[-2], b2[-1]
+    returned = batch + ((m,) if len(a_shape) > 1 else ()) + ((n,) if len(b_shape) > 1 else ())
+    return a.reshape(a2), b.reshape(b2), batch + (m, n), returned
+
+
+def _as_rows(a2, b2, shape):
+    """A batch of a's times one b is one product of a's stacked rows: (Z*M, K) @ (K, N)."""
+    a_shape, b_shape = tuple(a2.shape), tuple(b2.shape)
+    if len(a_shape) > 2 and all(s == 1 for s in b_shape[:-2]) and a_shape[:-2] == shape[:-2]:
+        rows = math.prod(shape[:-1])
+        return (a2.reshape((rows, a_shape[-1])), b2.reshape(b_shape[-2:]), (rows, shape[-1]))
+    return a2, b2, shape
+
+
 def matmul(a, b, *, backend=None, out=None):
-    """c = a @ b for 2-D a (M, K) and b (K, N)."""
+    """c = a @ b with NumPy's rules: (..., M, K) @ (..., K, N) -> (..., M, N), the batch
+    axes (all but the last two) broadcast; a 1-D a is a row, a 1-D b a column (that axis
+    is dropped from c)."""
     op = "matmul"
     be = _backend(op, backend, {"a": a, "b": b})
+    _has_axes(op, a=a, b=b)
     a, b = _floats(op, be, a=a, b=b)
-    _ndim(op, "a", a, 2, "(M, K)")
-    _ndim(op, "b", b, 2, "(K, N)")
-    if a.shape[1] != b.shape[0]:
-        raise ValueError(f"{op}: inner dimensions differ (a.shape={tuple(a.shape)}, "
-                         f"b.shape={tuple(b.shape)})")
-    out = _out(op, be, out, (a.shape[0], b.shape[1]), a.dtype)
-    return be.matmul(a, b, out=out)
+    a2, b2, shape, returned = _matmul_args(op, a, b)
+    out = _out(op, be, out, returned, a.dtype)
+    a2, b2, shape = _as_rows(a2, b2, shape)
+    be.matmul(a2, b2, out=out if shape == returned else out.reshape(shape))
+    return out
+
+
+def matmul_backward(dc, a, b, *, backend=None, out=None):
+    """Gradients of matmul: (da, db) = (dc @ b^T, a^T @ dc), each summed over the batch
+    axes its operand was broadcast along, in a's and b's shapes."""
+    op = "matmul_backward"
+    be = _backend(op, backend, {"dc": dc, "a": a, "b": b})
+    _has_axes(op, a=a, b=b)
+    dc, a, b = _floats(op, be, dc=dc, a=a, b=b)
+    a2, b2, shape, returned = _matmul_args(op, a, b)
+    # (a dot product's 0-D dc arrives 1-D: asarray gives every array an axis)
+    if tuple(dc.shape) != returned and not (returned == () and dc.size == 1):
+        raise ValueError(f"{op}: dc must have the product's shape {returned} (a.shape="
+                         f"{tuple(a.shape)}, b.shape={tuple(b.shape)}), got {tuple(dc.shape)}")
+    da, db = _outs(op, be, out, [(a.shape, a.dtype), (b.shape, a.dtype)])
+    a2, b2, shape = _as_rows(a2, b2, shape)
+    be.matmul_backward(dc.reshape(shape), a2, b2,
+                       out=(da.reshape(tuple(a2.shape)), db.reshape(tuple(b2.shape))))
+    return da, db
 
 
 def _linear_args(op, x, weight):
@@ -585,19 +778,59 @@ def tanh_backward(dy, y, *, backend=None, out=None):
     return _unary_backward("tanh_backward", backend, out, dy, y, "y")
 
 
-def softmax(x, *, backend=None, out=None):
-    """Softmax over the classes (axis 1) of a (N, C) array."""
-    op = "softmax"
+def _has_axes(op, **arrays):
+    """An error for a 0-D array (asarray would quietly make it 1-D)."""
+    for name, a in arrays.items():
+        if a is not None and np.ndim(a) == 0:
+            raise ValueError(f"{op}: {name} must have at least one axis, got a 0-D array")
+
+
+def _dim(op, dim, x):
+    """dim as an axis of x, counted from the end if negative (as PyTorch)."""
+    dim = _int(op, "dim", dim, -x.ndim)
+    if dim >= x.ndim:
+        raise ValueError(f"{op}: dim must be in [{-x.ndim}, {x.ndim}) for x.shape="
+                         f"{tuple(x.shape)}, got {dim}")
+    return dim % x.ndim
+
+
+def _softmax(op, backend, out, x, dim):
     be = _backend(op, backend, {"x": x})
+    _has_axes(op, x=x)
     (x,) = _floats(op, be, x=x)
-    _ndim(op, "x", x, 2, "(N, C)")
-    out = _out(op, be, out, x.shape, x.dtype)
-    return be.softmax(x, out=out)
+    dim = _dim(op, dim, x)
+    return getattr(be, op)(x, dim, out=_out(op, be, out, x.shape, x.dtype))
 
 
-def softmax_backward(dy, y, *, backend=None, out=None):
-    _ndim("softmax_backward", "y", y, 2, "(N, C)")
-    return _unary_backward("softmax_backward", backend, out, dy, y, "y")
+def _softmax_backward(op, backend, out, dy, y, dim):
+    be = _backend(op, backend, {"dy": dy, "y": y})
+    _has_axes(op, dy=dy, y=y)
+    dy, y = _floats(op, be, dy=dy, y=y)
+    _same_shape(op, ("dy", "y"), (dy, y))
+    dim = _dim(op, dim, y)
+    return getattr(be, op)(dy, y, dim, out=_out(op, be, out, dy.shape, dy.dtype))
+
+
+def softmax(x, dim=1, *, backend=None, out=None):
+    """exp(x) / sum(exp(x)) over axis dim of x of any rank (shifted by the maximum, so
+    it never overflows); dim=1 by default: the classes of (N, C) scores."""
+    return _softmax("softmax", backend, out, x, dim)
+
+
+def softmax_backward(dy, y, dim=1, *, backend=None, out=None):
+    """dx = y * (dy - sum(dy * y)) over axis dim, from softmax's output y."""
+    return _softmax_backward("softmax_backward", backend, out, dy, y, dim)
+
+
+def log_softmax(x, dim=1, *, backend=None, out=None):
+    """x - max - log(sum(exp(x - max))) over axis dim: the log of softmax, finite where
+    softmax underflows to 0."""
+    return _softmax("log_softmax", backend, out, x, dim)
+
+
+def log_softmax_backward(dy, y, dim=1, *, backend=None, out=None):
+    """dx = dy - exp(y) * sum(dy) over axis dim, from log_softmax's output y."""
+    return _softmax_backward("log_softmax_backward", backend, out, dy, y, dim)
 
 
 def maxout(x, pool_size, *, backend=None, out=None):
