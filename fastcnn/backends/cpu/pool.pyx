@@ -21,9 +21,7 @@ from fastcnn.backends.cpu.workspace import workspace
 
 cdef struct Window:
     int h, w, oh, ow, kh, kw, sh, sw, dh, dw
-    int ph, pw, pb, pr   # the pads: top, left (the leading ones), bottom, right
-    bint include_pad     # average pooling's divisor: count the padding?
-    int divisor          # ... or the same divisor for every window (0: per window)
+    int ph, pw   # the leading pads; the trailing ones only matter to avg's divisors
 
 
 cdef Window window(tuple x_shape, tuple y_shape, tuple kernel_size, tuple stride,
@@ -34,8 +32,7 @@ cdef Window window(tuple x_shape, tuple y_shape, tuple kernel_size, tuple stride
     g.kh, g.kw = kernel_size
     g.sh, g.sw = stride
     g.dh, g.dw = dilation
-    g.ph, g.pb, g.pw, g.pr = padding
-    g.include_pad, g.divisor = True, 0
+    g.ph, g.pw = padding[0], padding[2]
     return g
 
 
@@ -137,32 +134,34 @@ def max_pool2d_backward(dy, indices, input_shape, *, out):
 
 
 # ---------------------------------------------------------------- average pooling
-# A window's sum times 1 / its divisor: the same divisor for all (divisor_override, or
-# kh * kw when no window reaches past the padding), else the window's own (PyTorch's rule).
+# A window's sum times 1 / its divisor, from a table made once per call.
 
 
-cdef inline int counted(int start, int k, int size, int pad_end, bint include_pad) noexcept nogil:
-    """How many of a window's k pixels along one axis its divisor counts: those inside the
-    padded input (include_pad) or inside the input."""
-    cdef int end = min(start + k, size + pad_end)
-    if not include_pad:
-        start, end = max(start, 0), min(end, size)
+def _sizes(size, out, kernel, stride, padding, count_include_pad):
+    """How many of each window's pixels along one axis its divisor counts (PyTorch's rule):
+    those inside the padded input, or inside the input alone."""
+    lo, hi = padding
+    start = np.arange(out) * stride - lo
+    end = np.minimum(start + kernel, size + hi)
+    if not count_include_pad:
+        start, end = np.maximum(start, 0), np.minimum(end, size)
     return end - start
 
 
-cdef inline void scales(const Window* g, int o, real* scale) noexcept nogil:
-    """scale[q] = 1 / the divisor of output (o, q), for one output row."""
-    cdef int q, rows
-    if g.divisor:
-        for q in range(g.ow):
-            scale[q] = <real>1 / g.divisor
-        return
-    rows = counted(o * g.sh - g.ph, g.kh, g.h, g.pb, g.include_pad)
-    for q in range(g.ow):
-        scale[q] = <real>1 / (rows * counted(q * g.sw - g.pw, g.kw, g.w, g.pr, g.include_pad))
+def _scales(x_shape, y_shape, kernel_size, stride, padding, count_include_pad,
+            divisor_override, dtype):
+    """(OH, OW): 1 / each window's divisor, in dtype (as <real>1 / divisor would be)."""
+    oh, ow = y_shape[2:]
+    if divisor_override is not None:
+        divisors = np.full((oh, ow), divisor_override)
+    else:
+        divisors = np.outer(
+            _sizes(x_shape[2], oh, kernel_size[0], stride[0], padding[:2], count_include_pad),
+            _sizes(x_shape[3], ow, kernel_size[1], stride[1], padding[2:], count_include_pad))
+    return np.reciprocal(divisors.astype(dtype))
 
 
-cdef void avg_pool_plane(const real* x, real* y, Window g, real* scale) noexcept nogil:
+cdef void avg_pool_plane(const real* x, real* y, Window g, const real* scale) noexcept nogil:
     """One plane, tap by tap over a whole output row (a vectorisable sum)."""
     cdef int o, q, i, j, ih, lo, hi
     cdef int sw = g.sw
@@ -181,55 +180,39 @@ cdef void avg_pool_plane(const real* x, real* y, Window g, real* scale) noexcept
                 src = x + ih * g.w + j - g.pw
                 for q in range(lo, hi):
                     acc[q] += src[q * sw]
-        scales(&g, o, scale)
         for q in range(g.ow):
-            acc[q] *= scale[q]
+            acc[q] *= scale[o * g.ow + q]
 
 
 cdef void _avg_pool(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, Window g,
-                    real* workspace) noexcept nogil:
+                    const real[:, ::1] scale) noexcept nogil:
     cdef Py_ssize_t pl, hw = g.h * g.w, ohw = g.oh * g.ow
     for pl in prange(x.shape[0] * x.shape[1], schedule="static"):
-        avg_pool_plane(&x[0, 0, 0, 0] + pl * hw, &y[0, 0, 0, 0] + pl * ohw, g,
-                       workspace + threadid() * g.ow)
-
-
-cdef Window avg_window(tuple x_shape, tuple y_shape, tuple kernel_size, tuple stride,
-                       tuple padding, bint count_include_pad, divisor_override):
-    cdef Window g = window(x_shape, y_shape, kernel_size, stride, padding)
-    g.include_pad = count_include_pad
-    if divisor_override is not None:
-        g.divisor = divisor_override
-    elif count_include_pad and ((g.oh - 1) * g.sh + g.kh <= g.h + g.ph + g.pb
-                                and (g.ow - 1) * g.sw + g.kw <= g.w + g.pw + g.pr):
-        g.divisor = g.kh * g.kw   # no window reaches past the padding
-    return g
+        avg_pool_plane(&x[0, 0, 0, 0] + pl * hw, &y[0, 0, 0, 0] + pl * ohw, g, &scale[0, 0])
 
 
 def avg_pool2d(x, kernel_size, stride, padding, count_include_pad, divisor_override, *, out):
     y = out
-    cdef Window g = avg_window(x.shape, y.shape, kernel_size, stride, padding,
-                               count_include_pad, divisor_override)
-    cdef Py_ssize_t data
-    with workspace(omp_get_max_threads() * g.ow, x.dtype) as ws:
-        data = ws.ctypes.data
-        if x.dtype == np.float32:
-            _avg_pool[float](x, y, g, <float*>data)
-        else:
-            _avg_pool[double](x, y, g, <double*>data)
+    cdef Window g = window(x.shape, y.shape, kernel_size, stride, padding)
+    scale = _scales(x.shape, y.shape, kernel_size, stride, padding, count_include_pad,
+                    divisor_override, x.dtype)
+    if x.dtype == np.float32:
+        _avg_pool[float](x, y, g, scale)
+    else:
+        _avg_pool[double](x, y, g, scale)
     return y
 
 
-cdef void avg_unpool_plane(const real* dy, real* dx, Window g, real* share) noexcept nogil:
+cdef void avg_unpool_plane(const real* dy, real* dx, Window g, const real* scale,
+                           real* share) noexcept nogil:
     """Each window's error, over its divisor, added back to its pixels."""
     cdef int o, q, i, j, ih, lo, hi
     cdef int sw = g.sw
     cdef real* dst
     memset(dx, 0, g.h * g.w * sizeof(real))
     for o in range(g.oh):
-        scales(&g, o, share)
         for q in range(g.ow):
-            share[q] *= dy[o * g.ow + q]
+            share[q] = dy[o * g.ow + q] * scale[o * g.ow + q]
         for i in range(g.kh):
             ih = o * g.sh - g.ph + i
             if ih < 0 or ih >= g.h:
@@ -242,39 +225,79 @@ cdef void avg_unpool_plane(const real* dy, real* dx, Window g, real* share) noex
 
 
 cdef void _avg_unpool(const real[:, :, :, ::1] dy, real[:, :, :, ::1] dx, Window g,
-                      real* workspace) noexcept nogil:
+                      const real[:, ::1] scale, real* workspace) noexcept nogil:
     cdef Py_ssize_t pl, hw = g.h * g.w, ohw = g.oh * g.ow
     for pl in prange(dx.shape[0] * dx.shape[1], schedule="static"):
         avg_unpool_plane(&dy[0, 0, 0, 0] + pl * ohw, &dx[0, 0, 0, 0] + pl * hw, g,
-                         workspace + threadid() * g.ow)
+                         &scale[0, 0], workspace + threadid() * g.ow)
 
 
 def avg_pool2d_backward(dy, input_shape, kernel_size, stride, padding, count_include_pad,
                         divisor_override, *, out):
     dx = out
-    cdef Window g = avg_window(input_shape, dy.shape, kernel_size, stride, padding,
-                               count_include_pad, divisor_override)
+    cdef Window g = window(input_shape, dy.shape, kernel_size, stride, padding)
+    scale = _scales(input_shape, dy.shape, kernel_size, stride, padding, count_include_pad,
+                    divisor_override, dy.dtype)
     cdef Py_ssize_t data
     with workspace(omp_get_max_threads() * g.ow, dy.dtype) as ws:
         data = ws.ctypes.data
         if dy.dtype == np.float32:
-            _avg_unpool[float](dy, dx, g, <float*>data)
+            _avg_unpool[float](dy, dx, g, scale, <float*>data)
         else:
-            _avg_unpool[double](dy, dx, g, <double*>data)
+            _avg_unpool[double](dy, dx, g, scale, <double*>data)
     return dx
 
 
 # ---------------------------------------------------------------- adaptive pooling
-# Output (o, q) pools rows [row_start(o), row_end(o)) and the columns alike (PyTorch's
-# windows). A whole-plane window (output 1 x 1: global pooling) is a plain reduction.
+# Output (o, q) pools rows [h0[o], h1[o]) and columns [w0[q], w1[q]) (PyTorch's windows);
+# input row r lies in the windows of output rows [r0[r], r1[r]), column c in those of
+# output columns [c0[c], c1[c]). All computed once per call, with each window's 1 / size:
+# the integer divisions and the division would cost more than the sums. A whole-plane
+# window (output 1 x 1: global pooling) is a plain reduction.
 
 
-cdef inline Py_ssize_t start_of(Py_ssize_t i, Py_ssize_t size, Py_ssize_t out) noexcept nogil:
-    return i * size // out
+cdef struct Windows:
+    Py_ssize_t h, w, oh, ow
+    const Py_ssize_t* h0
+    const Py_ssize_t* h1
+    const Py_ssize_t* w0
+    const Py_ssize_t* w1
+    const Py_ssize_t* r0
+    const Py_ssize_t* r1
+    const Py_ssize_t* c0
+    const Py_ssize_t* c1
 
 
-cdef inline Py_ssize_t end_of(Py_ssize_t i, Py_ssize_t size, Py_ssize_t out) noexcept nogil:
-    return ((i + 1) * size + out - 1) // out
+def _bounds(size, out):
+    """Adaptive windows [start, end) along one axis: floor(i * size / out) .. ceil((i + 1)
+    * size / out). _bounds(out, size) gives, for each input pixel, the outputs whose
+    windows hold it."""
+    i = np.arange(out, dtype=np.intp)
+    return i * size // out, -(-(i + 1) * size // out)
+
+
+def _bounds_of(x_shape, y_shape):
+    """h0, h1, w0, w1, r0, r1, c0, c1 as rows of one array (kept alive by the caller)."""
+    (h, w), (oh, ow) = x_shape[2:], y_shape[2:]
+    bounds = np.zeros((8, max(oh, ow, h, w)), np.intp)
+    for row, (size, out) in enumerate(((h, oh), (w, ow), (oh, h), (ow, w))):
+        bounds[2 * row, :out], bounds[2 * row + 1, :out] = _bounds(size, out)
+    return bounds
+
+
+cdef Windows windows(tuple x_shape, tuple y_shape, const Py_ssize_t[:, ::1] b):
+    cdef Windows g
+    g.h, g.w, g.oh, g.ow = x_shape[2], x_shape[3], y_shape[2], y_shape[3]
+    g.h0, g.h1, g.w0, g.w1 = &b[0, 0], &b[1, 0], &b[2, 0], &b[3, 0]
+    g.r0, g.r1, g.c0, g.c1 = &b[4, 0], &b[5, 0], &b[6, 0], &b[7, 0]
+    return g
+
+
+def _adaptive_scales(bounds, y_shape, dtype):
+    """1 / the size of each window, (OH, OW), in dtype."""
+    oh, ow = y_shape[2:]
+    sizes = np.outer(bounds[1, :oh] - bounds[0, :oh], bounds[3, :ow] - bounds[2, :ow])
+    return np.reciprocal(sizes.astype(dtype))
 
 
 cdef inline real plane_sum(const real* x, Py_ssize_t n) noexcept nogil:
@@ -293,140 +316,147 @@ cdef inline real plane_sum(const real* x, Py_ssize_t n) noexcept nogil:
                     + ((part[4] + part[5]) + (part[6] + part[7])))
 
 
-cdef void adaptive_avg_plane(const real* x, real* y, Py_ssize_t h, Py_ssize_t w,
-                             Py_ssize_t oh, Py_ssize_t ow, real* rows) noexcept nogil:
+cdef void adaptive_avg_plane(const real* x, real* y, const Windows* g, const real* scale,
+                             real* rows) noexcept nogil:
     """Per output row: its window's rows summed into rows[0:w] (vectorisable), then each
     output's columns of that sum."""
-    cdef Py_ssize_t o, q, r, c, h0, h1, w0, w1
+    cdef Py_ssize_t o, q, r, c, w = g.w
     cdef const real* src
     cdef real total
-    for o in range(oh):
-        h0, h1 = start_of(o, h, oh), end_of(o, h, oh)
-        src = x + h0 * w
+    for o in range(g.oh):
+        src = x + g.h0[o] * w
         for c in range(w):
             rows[c] = src[c]
-        for r in range(h0 + 1, h1):
+        for r in range(g.h0[o] + 1, g.h1[o]):
             src = x + r * w
             for c in range(w):
                 rows[c] += src[c]
-        for q in range(ow):
-            w0, w1 = start_of(q, w, ow), end_of(q, w, ow)
+        for q in range(g.ow):
             total = 0
-            for c in range(w0, w1):
+            for c in range(g.w0[q], g.w1[q]):
                 total += rows[c]
-            y[o * ow + q] = total / ((h1 - h0) * (w1 - w0))
+            y[o * g.ow + q] = total * scale[o * g.ow + q]
 
 
-cdef void _adaptive_avg(const real[:, :, :, ::1] x, real[:, :, :, ::1] y,
-                        real* workspace) noexcept nogil:
-    cdef Py_ssize_t h = x.shape[2], w = x.shape[3], oh = y.shape[2], ow = y.shape[3], pl
-    cdef Py_ssize_t planes = x.shape[0] * x.shape[1]
-    if oh == 1 and ow == 1:
+cdef void _adaptive_avg(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, Windows g,
+                        const real[:, ::1] scale, real* workspace) noexcept nogil:
+    cdef Py_ssize_t pl, hw = g.h * g.w, planes = x.shape[0] * x.shape[1]
+    if g.oh == 1 and g.ow == 1:
         for pl in prange(planes, schedule="static"):
-            (&y[0, 0, 0, 0])[pl] = plane_sum(&x[0, 0, 0, 0] + pl * h * w, h * w) / (h * w)
+            (&y[0, 0, 0, 0])[pl] = plane_sum(&x[0, 0, 0, 0] + pl * hw, hw) * scale[0, 0]
         return
     for pl in prange(planes, schedule="static"):
-        adaptive_avg_plane(&x[0, 0, 0, 0] + pl * h * w, &y[0, 0, 0, 0] + pl * oh * ow,
-                           h, w, oh, ow, workspace + threadid() * w)
+        adaptive_avg_plane(&x[0, 0, 0, 0] + pl * hw, &y[0, 0, 0, 0] + pl * g.oh * g.ow, &g,
+                           &scale[0, 0], workspace + threadid() * g.w)
 
 
 def adaptive_avg_pool2d(x, *, out):
     y = out
+    bounds = _bounds_of(x.shape, y.shape)
+    cdef Windows g = windows(x.shape, y.shape, bounds)
+    scale = _adaptive_scales(bounds, y.shape, x.dtype)
     cdef Py_ssize_t data
-    with workspace(omp_get_max_threads() * x.shape[3], x.dtype) as ws:
+    with workspace(omp_get_max_threads() * g.w, x.dtype) as ws:
         data = ws.ctypes.data
         if x.dtype == np.float32:
-            _adaptive_avg[float](x, y, <float*>data)
+            _adaptive_avg[float](x, y, g, scale, <float*>data)
         else:
-            _adaptive_avg[double](x, y, <double*>data)
+            _adaptive_avg[double](x, y, g, scale, <double*>data)
     return y
 
 
-cdef void adaptive_avg_unplane(const real* dy, real* dx, Py_ssize_t h, Py_ssize_t w,
-                               Py_ssize_t oh, Py_ssize_t ow, real* rows) noexcept nogil:
-    """Per output row: its errors, each over its window's size, spread over the columns
-    into rows[0:w], then added to each row of the window."""
-    cdef Py_ssize_t o, q, r, c, h0, h1, w0, w1
-    cdef real share
+cdef void adaptive_avg_unplane(const real* dy, real* dx, const Windows* g, const real* scale,
+                               real* spread) noexcept nogil:
+    """A gather, each dx value written once: spread[o, c] = the errors of output row o's
+    windows holding column c, each over its window's size; dx[r, c] = the sum of spread[o, c]
+    over the output rows o whose windows hold row r."""
+    cdef Py_ssize_t o, q, r, c, w = g.w
+    cdef real* share = spread + g.oh * w   # one output row's errors over their sizes
     cdef real* dst
-    memset(dx, 0, h * w * sizeof(real))
-    for o in range(oh):
-        h0, h1 = start_of(o, h, oh), end_of(o, h, oh)
-        memset(rows, 0, w * sizeof(real))
-        for q in range(ow):
-            w0, w1 = start_of(q, w, ow), end_of(q, w, ow)
-            share = dy[o * ow + q] / ((h1 - h0) * (w1 - w0))
-            for c in range(w0, w1):
-                rows[c] += share
-        for r in range(h0, h1):
-            dst = dx + r * w
+    cdef const real* src
+    for o in range(g.oh):
+        for q in range(g.ow):
+            share[q] = dy[o * g.ow + q] * scale[o * g.ow + q]
+        dst = spread + o * w
+        for c in range(w):
+            dst[c] = share[g.c0[c]]
+            for q in range(g.c0[c] + 1, g.c1[c]):
+                dst[c] += share[q]
+    for r in range(g.h):
+        dst, src = dx + r * w, spread + g.r0[r] * w
+        for c in range(w):
+            dst[c] = src[c]
+        for o in range(g.r0[r] + 1, g.r1[r]):
+            src = spread + o * w
             for c in range(w):
-                dst[c] += rows[c]
+                dst[c] += src[c]
 
 
-cdef void _adaptive_avg_unpool(const real[:, :, :, ::1] dy, real[:, :, :, ::1] dx,
-                               real* workspace) noexcept nogil:
-    cdef Py_ssize_t h = dx.shape[2], w = dx.shape[3], oh = dy.shape[2], ow = dy.shape[3]
-    cdef Py_ssize_t planes = dx.shape[0] * dx.shape[1], pl, e
+cdef void _adaptive_avg_unpool(const real[:, :, :, ::1] dy, real[:, :, :, ::1] dx, Windows g,
+                               const real[:, ::1] scale, real* workspace,
+                               Py_ssize_t per_thread) noexcept nogil:
+    cdef Py_ssize_t pl, e, hw = g.h * g.w, planes = dx.shape[0] * dx.shape[1]
     cdef real share
     cdef real* dst
-    if oh == 1 and ow == 1:
+    if g.oh == 1 and g.ow == 1:
         for pl in prange(planes, schedule="static"):
-            share = (&dy[0, 0, 0, 0])[pl] / (h * w)
-            dst = &dx[0, 0, 0, 0] + pl * h * w
-            for e in range(h * w):
+            share = (&dy[0, 0, 0, 0])[pl] * scale[0, 0]
+            dst = &dx[0, 0, 0, 0] + pl * hw
+            for e in range(hw):
                 dst[e] = share
         return
     for pl in prange(planes, schedule="static"):
-        adaptive_avg_unplane(&dy[0, 0, 0, 0] + pl * oh * ow, &dx[0, 0, 0, 0] + pl * h * w,
-                             h, w, oh, ow, workspace + threadid() * w)
+        adaptive_avg_unplane(&dy[0, 0, 0, 0] + pl * g.oh * g.ow, &dx[0, 0, 0, 0] + pl * hw, &g,
+                             &scale[0, 0], workspace + threadid() * per_thread)
 
 
 def adaptive_avg_pool2d_backward(dy, input_shape, *, out):
     dx = out
-    cdef Py_ssize_t data
-    with workspace(omp_get_max_threads() * input_shape[3], dy.dtype) as ws:
+    bounds = _bounds_of(input_shape, dy.shape)
+    cdef Windows g = windows(input_shape, dy.shape, bounds)
+    scale = _adaptive_scales(bounds, dy.shape, dy.dtype)
+    cdef Py_ssize_t data, per_thread = g.oh * g.w + g.ow
+    with workspace(omp_get_max_threads() * per_thread, dy.dtype) as ws:
         data = ws.ctypes.data
         if dy.dtype == np.float32:
-            _adaptive_avg_unpool[float](dy, dx, <float*>data)
+            _adaptive_avg_unpool[float](dy, dx, g, scale, <float*>data, per_thread)
         else:
-            _adaptive_avg_unpool[double](dy, dx, <double*>data)
+            _adaptive_avg_unpool[double](dy, dx, g, scale, <double*>data, per_thread)
     return dx
 
 
-cdef void adaptive_max_plane(const real* x, real* y, int* idx, Py_ssize_t h, Py_ssize_t w,
-                             Py_ssize_t oh, Py_ssize_t ow) noexcept nogil:
+cdef void adaptive_max_plane(const real* x, real* y, int* idx, const Windows* g) noexcept nogil:
     """Each window's maximum and where it is, taps in row-major order (max_pool2d's rule
     for ties and NaN)."""
-    cdef Py_ssize_t o, q, r, c, h0, h1, w0, w1
+    cdef Py_ssize_t o, q, r, c, w = g.w
     cdef int at
     cdef real v, b
-    for o in range(oh):
-        h0, h1 = start_of(o, h, oh), end_of(o, h, oh)
-        for q in range(ow):
-            w0, w1 = start_of(q, w, ow), end_of(q, w, ow)
-            at = h0 * w + w0
+    for o in range(g.oh):
+        for q in range(g.ow):
+            at = g.h0[o] * w + g.w0[q]
             b = x[at]
-            for r in range(h0, h1):
-                for c in range(w0, w1):
+            for r in range(g.h0[o], g.h1[o]):
+                for c in range(g.w0[q], g.w1[q]):
                     v = x[r * w + c]
                     if (not v <= b) and b == b:
                         b, at = v, r * w + c
-            y[o * ow + q], idx[o * ow + q] = b, at
+            y[o * g.ow + q], idx[o * g.ow + q] = b, at
 
 
 cdef void _adaptive_max(const real[:, :, :, ::1] x, real[:, :, :, ::1] y,
-                        int[:, :, :, ::1] idx) noexcept nogil:
-    cdef Py_ssize_t h = x.shape[2], w = x.shape[3], oh = y.shape[2], ow = y.shape[3], pl
+                        int[:, :, :, ::1] idx, Windows g) noexcept nogil:
+    cdef Py_ssize_t pl, hw = g.h * g.w, ohw = g.oh * g.ow
     for pl in prange(x.shape[0] * x.shape[1], schedule="static"):
-        adaptive_max_plane(&x[0, 0, 0, 0] + pl * h * w, &y[0, 0, 0, 0] + pl * oh * ow,
-                           &idx[0, 0, 0, 0] + pl * oh * ow, h, w, oh, ow)
+        adaptive_max_plane(&x[0, 0, 0, 0] + pl * hw, &y[0, 0, 0, 0] + pl * ohw,
+                           &idx[0, 0, 0, 0] + pl * ohw, &g)
 
 
 def adaptive_max_pool2d(x, *, out):
     y, idx = out
+    bounds = _bounds_of(x.shape, y.shape)
+    cdef Windows g = windows(x.shape, y.shape, bounds)
     if x.dtype == np.float32:
-        _adaptive_max[float](x, y, idx)
+        _adaptive_max[float](x, y, idx, g)
     else:
-        _adaptive_max[double](x, y, idx)
+        _adaptive_max[double](x, y, idx, g)
     return y, idx
