@@ -293,6 +293,20 @@ def test_global_pooling_is_a_reduction_over_each_plane(backend, shape):
     np.testing.assert_array_equal(idx[..., 0, 0], flat.argmax(axis=2))
 
 
+def test_nan_wins_every_window_it_is_in_as_in_the_reference(backend):
+    """A NaN beats any number and the first NaN of a window stays (NaN propagates), in the
+    windows ceil_mode adds, dilated ones and adaptive ones alike."""
+    x = np.random.default_rng(11).standard_normal((1, 2, 7, 8)).astype(np.float32)
+    x[0, 0, 6, 7] = x[0, 0, 2, 3] = x[0, 1, 3, 3] = x[0, 1, 3, 4] = np.nan
+    for op, args in (("max_pool2d", (3, 2, 1, (2, 1), True)), ("adaptive_max_pool2d", ((3, 5),)),
+                     ("adaptive_max_pool2d", (1,)), ("avg_pool2d", (2, 2, 0, True, False))):
+        got, want = run(backend, op, x, *args), reference(op, x, *args)
+        got, want = (got, want) if isinstance(got, tuple) else ((got,), (want,))
+        assert np.isnan(want[0]).any()
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-6)   # NaN where the reference has it
+
+
 def test_no_channels_give_empty_results(any_backend):
     x, line = np.ones((2, 0, 5, 5), np.float32), np.ones((2, 0, 6), np.float32)
     assert run(any_backend, "max_pool2d", x, 2, ceil_mode=True)[0].shape == (2, 0, 3, 3)
