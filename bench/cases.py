@@ -133,6 +133,41 @@ def pool(kind, x, size, train, tiny=False, **flags):
     return _with_tiny(case, pool(kind, (2, 3, 2 * size, 2 * size), size, train, True))
 
 
+def adaptive_pool(x, size, train, tiny=False, **flags):
+    """Adaptive average pooling of x to size x size (or forward + backward); size 1 is
+    global pooling."""
+    n, c, h, w = x
+    arrays = {"x": x}
+    if train:
+        arrays["dy"] = (n, c, size, size)
+    case = Case(name=f"adaptive_avg_pool2d{'+bwd' if train else ''} {_x(x)}->{size}x{size}",
+                step="adaptive_avg_pool2d_train" if train else "adaptive_avg_pool2d",
+                arrays=arrays, params={"output_size": (size, size)},
+                describe=f"{_x(x)} -> {_x((n, c, size, size))}", **flags)
+    if tiny:
+        return case
+    return _with_tiny(case, adaptive_pool((2, 3, h, w), size, train, True))
+
+
+def ceil_pool(x, size, stride, train, tiny=False, **flags):
+    """max pooling with ceil_mode, size x size windows overlapping at stride (or forward +
+    backward): GoogLeNet's MaxPool2d(3, stride=2, ceil_mode=True)."""
+    n, c, h, w = x
+    oh, ow = (output_size(h, size, stride, ceil_mode=True),
+              output_size(w, size, stride, ceil_mode=True))
+    arrays = {"x": x}
+    if train:
+        arrays["dy"] = (n, c, oh, ow)
+    case = Case(name=f"max_pool2d{'+bwd' if train else ''} ceil {_x(x)}",
+                step="max_pool2d_ceil_train" if train else "max_pool2d_ceil", arrays=arrays,
+                params={"kernel_size": (size, size), "stride": (stride, stride)},
+                describe=f"{_x(x)}, {size}x{size} stride {stride}, ceil_mode -> {oh}x{ow}",
+                **flags)
+    if tiny:
+        return case
+    return _with_tiny(case, ceil_pool((2, 3, 2 * size, 2 * size), size, stride, train, True))
+
+
 def upsample(x, scale, train, tiny=False, **flags):
     """Nearest-neighbour upsampling by scale (or forward + backward)."""
     n, c, h, w = x
@@ -227,6 +262,10 @@ CASES = [
     *[upsample((64, 128, 16, 16), 2, train) for train in (False, True)],
     *[resample("bilinear", (16, 64, 64, 64), 2, train) for train in (False, True)],
     resample("nearest", (16, 64, 64, 64), 1.5, train=True),
+    # ResNet's global pooling and AlexNet's adaptive one (issue 13)
+    *[adaptive_pool(x, size, train, reference=False) for x, size in
+      (((64, 512, 7, 7), 1), ((64, 256, 13, 13), 6)) for train in (False, True)],
+    *[ceil_pool((16, 64, 112, 112), 3, 2, train, reference=False) for train in (False, True)],
     matmul(1024, 1024, 1024),
     matmul(4096, 4096, 4096, quick=False),
     *[linear(100, 3136, 10, train) for train in (False, True)],
@@ -254,6 +293,9 @@ TARGETS = {
         Target("fastcnn-cpu", "torch", 2.0, "<= 0.5x PyTorch's time (#3)")],
     "upsample_bilinear2d+bwd 16x64x64x64 x2": [
         Target("fastcnn-cpu", "torch", 1.5, ">= 1.5x PyTorch CPU (#13)")],
+    **{f"adaptive_avg_pool2d+bwd {shape}": [
+        Target("fastcnn-cpu", "torch", 1.5, ">= 1.5x PyTorch CPU (#13)")]
+       for shape in ("64x512x7x7->1x1", "64x256x13x13->6x6")},
     "matmul 1024x1024x1024": [Target("fastcnn-cpu", "numpy", 0.9, ">= 0.9x NumPy's GFLOP/s (#3)")],
     "matmul 4096x4096x4096": [Target("fastcnn-cuda", "torch", 0.5, ">= 50% of cuBLAS (#5)")],
     **{f"seed_cnn epoch {n}": [

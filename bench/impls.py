@@ -140,6 +140,20 @@ class Fastcnn(Implementation):
         y = self.F.avg_pool2d(x, kernel_size, backend=self.backend)
         return y, self.F.avg_pool2d_backward(dy, x.shape, kernel_size, backend=self.backend)
 
+    def adaptive_avg_pool2d(self, x, output_size):
+        return self.F.adaptive_avg_pool2d(x, output_size, backend=self.backend)
+
+    def adaptive_avg_pool2d_train(self, x, dy, output_size):
+        y = self.F.adaptive_avg_pool2d(x, output_size, backend=self.backend)
+        return y, self.F.adaptive_avg_pool2d_backward(dy, x.shape, backend=self.backend)
+
+    def max_pool2d_ceil(self, x, kernel_size, stride):
+        return self.F.max_pool2d(x, kernel_size, stride, ceil_mode=True, backend=self.backend)
+
+    def max_pool2d_ceil_train(self, x, dy, kernel_size, stride):
+        y, indices = self.max_pool2d_ceil(x, kernel_size, stride)
+        return y, self.F.max_pool2d_backward(dy, indices, x.shape, backend=self.backend)
+
     def upsample_nearest2d(self, x, scale_factor):
         return self.F.upsample_nearest2d(x, scale_factor, backend=self.backend)
 
@@ -203,6 +217,10 @@ class NumPy(Implementation):
     max_pool2d_train = staticmethod(numpy_baseline.max_pool2d_train)
     avg_pool2d = staticmethod(numpy_baseline.avg_pool2d)
     avg_pool2d_train = staticmethod(numpy_baseline.avg_pool2d_train)
+    adaptive_avg_pool2d = staticmethod(numpy_baseline.adaptive_avg_pool2d)
+    adaptive_avg_pool2d_train = staticmethod(numpy_baseline.adaptive_avg_pool2d_train)
+    max_pool2d_ceil = staticmethod(numpy_baseline.max_pool2d_ceil)
+    max_pool2d_ceil_train = staticmethod(numpy_baseline.max_pool2d_ceil_train)
     upsample_nearest2d = staticmethod(numpy_baseline.upsample_nearest2d)
 
     def upsample_nearest2d_train(self, x, dy, scale_factor):
@@ -312,6 +330,21 @@ class Torch(Implementation):
     def avg_pool2d_train(self, x, dy, kernel_size):
         leaves = self._leaves(x)
         return self._backward(self.F.avg_pool2d(leaves[0], kernel_size), dy, leaves)
+
+    def adaptive_avg_pool2d(self, x, output_size):
+        return self.F.adaptive_avg_pool2d(x, output_size)
+
+    def adaptive_avg_pool2d_train(self, x, dy, output_size):
+        leaves = self._leaves(x)
+        return self._backward(self.F.adaptive_avg_pool2d(leaves[0], output_size), dy, leaves)
+
+    def max_pool2d_ceil(self, x, kernel_size, stride):
+        return self.F.max_pool2d(x, kernel_size, stride, ceil_mode=True, return_indices=True)
+
+    def max_pool2d_ceil_train(self, x, dy, kernel_size, stride):
+        leaves = self._leaves(x)
+        y = self.F.max_pool2d(leaves[0], kernel_size, stride, ceil_mode=True)
+        return self._backward(y, dy, leaves)
 
     def upsample_nearest2d(self, x, scale_factor):
         return self.F.interpolate(x, scale_factor=scale_factor, mode="nearest")

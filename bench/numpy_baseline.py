@@ -116,6 +116,63 @@ def avg_pool2d_train(x, dy, kernel_size):
     return avg_pool2d(x, kernel_size), dx.reshape(x.shape)
 
 
+def _adaptive_windows(size, out):
+    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """A mean per window: a reshape when the output size divides the input's (global
+    pooling too), else one slice per window."""
+    (oh, ow), (n, c, h, w) = output_size, x.shape
+    if h % oh == 0 and w % ow == 0:
+        return avg_pool2d(x, (h // oh, w // ow))
+    y = np.empty((n, c, oh, ow), x.dtype)
+    for o, (h0, h1) in enumerate(_adaptive_windows(h, oh)):
+        for q, (w0, w1) in enumerate(_adaptive_windows(w, ow)):
+            y[:, :, o, q] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
+    return y
+
+
+def adaptive_avg_pool2d_train(x, dy, output_size):
+    (oh, ow), (h, w) = output_size, x.shape[2:]
+    if h % oh == 0 and w % ow == 0:
+        return avg_pool2d_train(x, dy, (h // oh, w // ow))
+    dx = np.zeros(x.shape, dy.dtype)
+    for o, (h0, h1) in enumerate(_adaptive_windows(h, oh)):
+        for q, (w0, w1) in enumerate(_adaptive_windows(w, ow)):
+            share = dy[:, :, o, q] / dy.dtype.type((h1 - h0) * (w1 - w0))
+            dx[:, :, h0:h1, w0:w1] += share[:, :, None, None]
+    return adaptive_avg_pool2d(x, output_size), dx
+
+
+def _ceil_max_pool(x, kernel_size, stride):
+    """(y, the arg-max's flat index h * W + w) of a ceil_mode max pool (no padding): the
+    image padded at its end with -inf, so that the last windows fit, cut into windows."""
+    (n, c, h, w), (kh, kw), (sh, sw) = x.shape, kernel_size, stride
+    oh, ow = output_size(h, kh, sh, ceil_mode=True), output_size(w, kw, sw, ceil_mode=True)
+    ends = ((0, 0), (0, 0), (0, (oh - 1) * sh + kh - h), (0, (ow - 1) * sw + kw - w))
+    windows = sliding_window_view(np.pad(x, ends, constant_values=-np.inf), (kh, kw),
+                                  axis=(2, 3))[:, :, ::sh, ::sw][:, :, :oh, :ow]
+    flat = windows.reshape(n, c, oh, ow, kh * kw)
+    tap = flat.argmax(axis=-1)
+    y = np.take_along_axis(flat, tap[..., None], axis=-1)[..., 0]
+    rows, cols = np.arange(oh)[:, None] * sh + tap // kw, np.arange(ow) * sw + tap % kw
+    return y, rows * w + cols
+
+
+def max_pool2d_ceil(x, kernel_size, stride):
+    y, where = _ceil_max_pool(x, kernel_size, stride)
+    return y, where.astype(np.int32)
+
+
+def max_pool2d_ceil_train(x, dy, kernel_size, stride):
+    y, where = _ceil_max_pool(x, kernel_size, stride)
+    (n, c, h, w), planes = x.shape, np.arange(x.shape[0] * x.shape[1])
+    at = (planes[:, None] * (h * w) + where.reshape(n * c, -1)).ravel()
+    dx = np.bincount(at, weights=dy.ravel(), minlength=x.size).astype(dy.dtype)
+    return y, dx.reshape(x.shape)
+
+
 def upsample_nearest2d(x, scale_factor):
     (sh, sw), (n, c, h, w) = scale_factor, x.shape
     wide = np.broadcast_to(x[:, :, :, None, :, None], (n, c, h, sh, w, sw))

@@ -232,9 +232,10 @@ def _padding(op, padding, size, kernel, stride, dilation):
     return (ph, ph, pw, pw)
 
 
-def _conv_out(op, size, kernel, stride, padding, dilation, what):
+def _conv_out(op, size, kernel, stride, padding, dilation, what, ceil_mode=False):
     """Output (oh, ow) of a sliding window with padding (top, bottom, left, right); an
-    error if the window does not fit."""
+    error if the window does not fit. ceil_mode: the pools' rounding up (output_size),
+    where, as in PyTorch, one window may also be larger than the padded input."""
     if 0 in tuple(size):   # all-padding windows: no backend has a sensible answer (PyTorch)
         raise ValueError(f"{op}: the input has no pixels ({size[0]}x{size[1]}): a sliding "
                          f"window needs at least one in each direction; {what}")
@@ -242,14 +243,15 @@ def _conv_out(op, size, kernel, stride, padding, dilation, what):
     padded = (size[0] + padding[0] + padding[1], size[1] + padding[2] + padding[3])
     for axis in range(2):
         extent = dilation[axis] * (kernel[axis] - 1) + 1
-        if extent > padded[axis]:
+        n = backends.output_size(size[axis], kernel[axis], stride[axis],
+                                 padding[2 * axis: 2 * axis + 2], dilation[axis], ceil_mode)
+        if extent > padded[axis] and not (ceil_mode and n >= 1):
             raise ValueError(
                 f"{op}: the {'dilated ' if dilation[axis] > 1 else ''}kernel "
                 f"({kernel[0]}x{kernel[1]}, extent {extent} along {'HW'[axis]}) is larger than "
                 f"the padded input ({size[0]}x{size[1]} padded by {padding} -> "
                 f"{padded[0]}x{padded[1]}); {what}")
-        out.append(backends.output_size(size[axis], kernel[axis], stride[axis],
-                                        padding[2 * axis: 2 * axis + 2], dilation[axis]))
+        out.append(n)
     return tuple(out)
 
 
@@ -360,73 +362,236 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, need_dx=True
 
 
 # ---------------------------------------------------------------- pooling
+# The 1-D pools run the 2-D kernels on (N, C, 1, L) views of their (N, C, L) arrays.
 
 
-def _pool_args(op, x, kernel_size, stride, padding):
+def _flag(op, name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{op}: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _pool_args(op, x, kernel_size, stride, padding, dilation=1, ceil_mode=False, line=False):
+    """(kernel, stride, padding, dilation, y's shape) of a pool of x (an array or a _Shape;
+    line: a 1-D op's (N, C, 1, L) view)."""
     _ndim(op, "x", x, 4, "(N, C, H, W)")
     _nonempty_batch(op, "x", x)
     k = _pair(op, "kernel_size", kernel_size, 1)
     s = k if stride is None else _pair(op, "stride", stride, 1)
-    p = _padding(op, padding, x.shape[2:], k, s, (1, 1))
+    d = _pair(op, "dilation", dilation, 1)
+    ceil_mode = _flag(op, "ceil_mode", ceil_mode)
+    p = _padding(op, padding, x.shape[2:], k, s, d)
     if max(p[:2]) > k[0] // 2 or max(p[2:]) > k[1] // 2:
         raise ValueError(f"{op}: padding {p} (top, bottom, left, right) must be at most half "
                          f"of kernel_size {k}")
-    oh, ow = _conv_out(op, x.shape[2:], k, s, p, (1, 1), f"x.shape={tuple(x.shape)}")
-    return k, s, p, tuple(x.shape[:2]) + (oh, ow)
+    what = f"x.shape={_shown(x.shape, line)}"
+    out = _conv_out(op, x.shape[2:], k, s, p, d, what, ceil_mode)
+    _windows_see_input(op, x.shape[2:], k, s, p, d, out, what)
+    return k, s, p, d, tuple(x.shape[:2]) + out
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, *, backend=None, out=None):
+def _windows_see_input(op, size, kernel, stride, padding, dilation, out, what):
+    """An error if a window holds nothing but padding. Only windows starting in the top or
+    left padding can (every other one starts inside the input), when dilation steps their
+    taps over the whole input (PyTorch answers -inf there, at an index outside the plane)."""
+    for axis in range(2):
+        lo, k, s, d = padding[2 * axis], kernel[axis], stride[axis], dilation[axis]
+        for o in range(min(out[axis], -(-lo // s))):   # the windows with o * s < lo
+            start = o * s - lo
+            first = start % d   # its first tap inside (start < 0)
+            if first > min(size[axis] - 1, start + d * (k - 1)):
+                raise ValueError(
+                    f"{op}: window {o} along {'HW'[axis]} (kernel {k}, dilation {d}) sees only "
+                    f"padding {padding} (top, bottom, left, right); {what}")
+
+
+def _divisor_args(op, count_include_pad, divisor_override):
+    include = _flag(op, "count_include_pad", count_include_pad)
+    if divisor_override is None:
+        return include, None
+    return include, _int(op, "divisor_override", divisor_override, 1)
+
+
+def _line(op, kernel_size, stride, padding, dilation):
+    """A 1-D pool's (kernel, stride, padding, dilation) as the 2-D ones of a (1, L) image:
+    ints (or 1-tuples); padding an int, a (left, right) pair or a mode."""
+    def one(name, value):
+        if isinstance(value, (tuple, list)):
+            if len(value) != 1:
+                raise ValueError(f"{op}: {name} must be an int, got {value!r}")
+            (value,) = value
+        return _int(op, name, value, 1 if name != "padding" else 0)
+    if isinstance(padding, (tuple, list)) and len(padding) == 2:
+        padding = (0, 0) + tuple(_int(op, "padding", v, 0) for v in padding)
+    elif not isinstance(padding, str):
+        padding = (0, 0) + (one("padding", padding),) * 2
+    return ((1, one("kernel_size", kernel_size)), None if stride is None else
+            (1, one("stride", stride)), padding, (1, one("dilation", dilation)))
+
+
+def _rows(op, name, a):
+    """A 1-D pool's (N, C, L) array as the (N, C, 1, L) view the 2-D kernels take."""
+    _ndim(op, name, a, 3, "(N, C, L)")
+    return a.reshape(a.shape[:2] + (1,) + tuple(a.shape[2:]))
+
+
+def _viewed(out, shape, line):
+    """The out array(s) as the 2-D kernels take them: a 1-D op's as (N, C, 1, L) views; a
+    2-D op's as they are (the cuda backend trusts the very index arrays it wrote)."""
+    if not line:
+        return out
+    return tuple(o.reshape(shape) for o in out) if isinstance(out, tuple) else out.reshape(shape)
+
+
+def _shown(shape, line):
+    """A shape as the caller sees it: a 1-D op's (N, C, 1, L) as (N, C, L)."""
+    shape = tuple(shape)
+    return shape[:2] + shape[3:] if line else shape
+
+
+def _shape3(op, name, shape):
+    try:
+        shape = tuple(_int(op, name, s, 1) for s in shape)
+    except TypeError:
+        raise TypeError(f"{op}: {name} must be a tuple of 3 ints, got {shape!r}") from None
+    if len(shape) != 3:
+        raise ValueError(f"{op}: {name} must be (N, C, L), got {shape!r}")
+    return shape[:2] + (1,) + shape[2:]
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *,
+               backend=None, out=None):
     """Max over each window -> (y, indices); indices are int32 arg-max positions h * W + w
-    within each input plane (stride defaults to kernel_size; padding never wins)."""
-    op = "max_pool2d"
+    within each input plane (stride defaults to kernel_size; padding never wins; ceil_mode
+    rounds the output size up, as PyTorch)."""
+    return _max_pool("max_pool2d", backend, out, x, kernel_size, stride, padding, dilation,
+                     ceil_mode)
+
+
+def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *,
+               backend=None, out=None):
+    """max_pool2d along L of (N, C, L) -> (y, indices in L)."""
+    return _max_pool("max_pool1d", backend, out, x, kernel_size, stride, padding, dilation,
+                     ceil_mode)
+
+
+def _max_pool(op, backend, out, x, kernel_size, stride, padding, dilation, ceil_mode):
     be = _backend(op, backend, {"x": x})
     (x,) = _floats(op, be, x=x)
-    k, s, p, y_shape = _pool_args(op, x, kernel_size, stride, padding)
-    out = _outs(op, be, out, [(y_shape, x.dtype), (y_shape, np.dtype(np.int32))])
-    return be.max_pool2d(x, k, s, p, out=out)
+    line = op.endswith("1d")
+    if line:
+        x = _rows(op, "x", x)
+        kernel_size, stride, padding, dilation = _line(op, kernel_size, stride, padding,
+                                                       dilation)
+    k, s, p, d, y_shape = _pool_args(op, x, kernel_size, stride, padding, dilation, ceil_mode,
+                                     line)
+    shown = _shown(y_shape, line)
+    out = _outs(op, be, out, [(shown, x.dtype), (shown, np.dtype(np.int32))])
+    be.max_pool2d(x, k, s, p, d, out=_viewed(out, y_shape, line))
+    return out
 
 
 def max_pool2d_backward(dy, indices, input_shape, *, backend=None, out=None):
     """Send each window's error back to its arg-max pixel: dx of input_shape."""
-    op = "max_pool2d_backward"
+    return _max_unpool("max_pool2d_backward", backend, out, dy, indices, input_shape)
+
+
+def max_pool1d_backward(dy, indices, input_shape, *, backend=None, out=None):
+    """max_pool2d_backward of (N, C, OL) errors and indices: dx of input_shape (N, C, L)."""
+    return _max_unpool("max_pool1d_backward", backend, out, dy, indices, input_shape)
+
+
+def _max_unpool(op, backend, out, dy, indices, input_shape):
+    """The backward of every max pool, fixed or adaptive: indices say where each error goes."""
     be = _backend(op, backend, {"dy": dy, "indices": indices})
     (dy,) = _floats(op, be, dy=dy)
     indices = _integers(op, be, "indices", indices)
-    _ndim(op, "dy", dy, 4, "(N, C, OH, OW)")
-    n, c, h, w = _shape4(op, "input_shape", input_shape)
     _same_shape(op, ("dy", "indices"), (dy, indices))
+    line = op.startswith(("max_pool1d", "adaptive_max_pool1d"))
+    if line:
+        dy, indices = _rows(op, "dy", dy), _rows(op, "indices", indices)
+        n, c, h, w = _shape3(op, "input_shape", input_shape)
+    else:
+        _ndim(op, "dy", dy, 4, "(N, C, OH, OW)")
+        n, c, h, w = _shape4(op, "input_shape", input_shape)
     if tuple(dy.shape[:2]) != (n, c):
-        raise ValueError(f"{op}: dy.shape={tuple(dy.shape)} does not match "
-                         f"input_shape={(n, c, h, w)} in batch and channels")
+        raise ValueError(f"{op}: dy.shape={_shown(dy.shape, line)} does not match "
+                         f"input_shape={_shown((n, c, h, w), line)} in batch and channels")
     indices = be.check_indices(op, "indices", indices, h * w)
-    out = _out(op, be, out, (n, c, h, w), dy.dtype)
-    return be.max_pool2d_backward(dy, indices, (n, c, h, w), out=out)
+    out = _out(op, be, out, _shown((n, c, h, w), line), dy.dtype)
+    be.max_pool2d_backward(dy, indices, (n, c, h, w), out=_viewed(out, (n, c, h, w), line))
+    return out
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0, *, backend=None, out=None):
-    """Mean over each window; padded zeros count in the divisor (PyTorch's default)."""
-    op = "avg_pool2d"
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None, *, backend=None, out=None):
+    """Mean over each window. The divisor, as PyTorch's: divisor_override if given, else the
+    window's size inside the padded input (padded zeros count, count_include_pad=True) or
+    inside the input alone (False); only ceil_mode's last windows reach past the padding."""
+    return _avg_pool("avg_pool2d", backend, out, x, kernel_size, stride, padding, ceil_mode,
+                     count_include_pad, divisor_override)
+
+
+def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               *, backend=None, out=None):
+    """avg_pool2d along L of (N, C, L) (PyTorch's avg_pool1d has no divisor_override)."""
+    return _avg_pool("avg_pool1d", backend, out, x, kernel_size, stride, padding, ceil_mode,
+                     count_include_pad, None)
+
+
+def _avg_pool(op, backend, out, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+              divisor_override):
     be = _backend(op, backend, {"x": x})
     (x,) = _floats(op, be, x=x)
-    k, s, p, y_shape = _pool_args(op, x, kernel_size, stride, padding)
-    out = _out(op, be, out, y_shape, x.dtype)
-    return be.avg_pool2d(x, k, s, p, out=out)
+    line = op.endswith("1d")
+    if line:
+        x = _rows(op, "x", x)
+        kernel_size, stride, padding, _ = _line(op, kernel_size, stride, padding, 1)
+    k, s, p, _, y_shape = _pool_args(op, x, kernel_size, stride, padding, 1, ceil_mode, line)
+    include, divisor = _divisor_args(op, count_include_pad, divisor_override)
+    out = _out(op, be, out, _shown(y_shape, line), x.dtype)
+    be.avg_pool2d(x, k, s, p, include, divisor, out=_viewed(out, y_shape, line))
+    return out
 
 
-def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0, *,
-                        backend=None, out=None):
-    """Upsample the error over each window, divided by the window size: dx of input_shape."""
-    op = "avg_pool2d_backward"
+def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True, divisor_override=None, *, backend=None,
+                        out=None):
+    """Each window's error, over the forward's divisor, added to its pixels: dx of
+    input_shape."""
+    return _avg_unpool("avg_pool2d_backward", backend, out, dy, input_shape, kernel_size,
+                       stride, padding, ceil_mode, count_include_pad, divisor_override)
+
+
+def avg_pool1d_backward(dy, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True, *, backend=None, out=None):
+    return _avg_unpool("avg_pool1d_backward", backend, out, dy, input_shape, kernel_size,
+                       stride, padding, ceil_mode, count_include_pad, None)
+
+
+def _avg_unpool(op, backend, out, dy, input_shape, kernel_size, stride, padding, ceil_mode,
+                count_include_pad, divisor_override):
     be = _backend(op, backend, {"dy": dy})
     (dy,) = _floats(op, be, dy=dy)
-    _ndim(op, "dy", dy, 4, "(N, C, OH, OW)")
-    input_shape = _shape4(op, "input_shape", input_shape)
-    k, s, p, y_shape = _pool_args(op, _Shape(input_shape, dy.dtype), kernel_size, stride, padding)
+    line = op.startswith("avg_pool1d")
+    if line:
+        dy = _rows(op, "dy", dy)
+        input_shape = _shape3(op, "input_shape", input_shape)
+        kernel_size, stride, padding, _ = _line(op, kernel_size, stride, padding, 1)
+    else:
+        _ndim(op, "dy", dy, 4, "(N, C, OH, OW)")
+        input_shape = _shape4(op, "input_shape", input_shape)
+    k, s, p, _, y_shape = _pool_args(op, _Shape(input_shape, dy.dtype), kernel_size, stride,
+                                     padding, 1, ceil_mode, line)
+    include, divisor = _divisor_args(op, count_include_pad, divisor_override)
     if tuple(dy.shape) != y_shape:
-        raise ValueError(f"{op}: dy must have shape {y_shape} for input_shape={input_shape}, "
-                         f"kernel_size={k}, stride={s}, padding={p}; got {tuple(dy.shape)}")
-    out = _out(op, be, out, input_shape, dy.dtype)
-    return be.avg_pool2d_backward(dy, input_shape, k, s, p, out=out)
+        raise ValueError(f"{op}: dy must have shape {_shown(y_shape, line)} for input_shape="
+                         f"{_shown(input_shape, line)}, kernel_size={k}, stride={s}, "
+                         f"padding={p}, ceil_mode={ceil_mode}; got {_shown(dy.shape, line)}")
+    out = _out(op, be, out, _shown(input_shape, line), dy.dtype)
+    be.avg_pool2d_backward(dy, input_shape, k, s, p, include, divisor,
+                           out=_viewed(out, input_shape, line))
+    return out
 
 
 class _Shape:
@@ -434,6 +599,100 @@ class _Shape:
 
     def __init__(self, shape, dtype):
         self.shape, self.ndim, self.dtype = tuple(shape), len(shape), dtype
+
+
+# Adaptive pooling (PyTorch's): output (i, j) pools rows floor(i * H / OH) .. ceil((i + 1)
+# * H / OH) - 1 and the columns alike, so the windows tile the input, overlapping by at most
+# one pixel, for any output size (larger than the input too). Output size 1: global pooling,
+# which the backends compute as a plain reduction.
+
+
+def _adaptive_args(op, x, output_size, line):
+    """y's shape for an adaptive pool of x to output_size: an int, or a pair (for the 1-D
+    ops a 1-tuple) whose None entries keep the input's size (PyTorch's)."""
+    _ndim(op, "x", x, 3 if line else 4, "(N, C, L)" if line else "(N, C, H, W)")
+    _nonempty_batch(op, "x", x)
+    size = tuple(x.shape[2:])
+    if 0 in size:
+        raise ValueError(f"{op}: the input has no pixels (x.shape={tuple(x.shape)}): each "
+                         f"window needs at least one")
+    if not isinstance(output_size, (tuple, list)):
+        return tuple(x.shape[:2]) + (_int(op, "output_size", output_size, 1),) * len(size)
+    if len(output_size) != len(size):
+        raise ValueError(f"{op}: output_size must be an int or a tuple of {len(size)}, got "
+                         f"{output_size!r}")
+    return tuple(x.shape[:2]) + tuple(size[a] if v is None else _int(op, "output_size", v, 1)
+                                      for a, v in enumerate(output_size))
+
+
+def adaptive_avg_pool2d(x, output_size, *, backend=None, out=None):
+    """Mean over each adaptive window: (N, C, H, W) -> (N, C, OH, OW)."""
+    return _adaptive("adaptive_avg_pool2d", backend, out, x, output_size)
+
+
+def adaptive_avg_pool1d(x, output_size, *, backend=None, out=None):
+    return _adaptive("adaptive_avg_pool1d", backend, out, x, output_size)
+
+
+def adaptive_max_pool2d(x, output_size, *, backend=None, out=None):
+    """Max over each adaptive window -> (y, indices h * W + w, as max_pool2d's; the backward
+    is max_pool2d_backward's, also as adaptive_max_pool2d_backward)."""
+    return _adaptive("adaptive_max_pool2d", backend, out, x, output_size)
+
+
+def adaptive_max_pool1d(x, output_size, *, backend=None, out=None):
+    return _adaptive("adaptive_max_pool1d", backend, out, x, output_size)
+
+
+def _adaptive(op, backend, out, x, output_size):
+    be = _backend(op, backend, {"x": x})
+    (x,) = _floats(op, be, x=x)
+    line = op.endswith("1d")
+    y_shape = _adaptive_args(op, x, output_size, line)
+    x4, shape4 = (_rows(op, "x", x), y_shape[:2] + (1,) + y_shape[2:]) if line else (x, y_shape)
+    if "max" in op:
+        out = _outs(op, be, out, [(y_shape, x.dtype), (y_shape, np.dtype(np.int32))])
+        be.adaptive_max_pool2d(x4, out=_viewed(out, shape4, line))
+    else:
+        out = _out(op, be, out, y_shape, x.dtype)
+        be.adaptive_avg_pool2d(x4, out=_viewed(out, shape4, line))
+    return out
+
+
+def adaptive_avg_pool2d_backward(dy, input_shape, *, backend=None, out=None):
+    """Each window's error, over its size, added to its pixels: dx of input_shape (the
+    output size is dy's)."""
+    return _adaptive_avg_unpool("adaptive_avg_pool2d_backward", backend, out, dy, input_shape)
+
+
+def adaptive_avg_pool1d_backward(dy, input_shape, *, backend=None, out=None):
+    return _adaptive_avg_unpool("adaptive_avg_pool1d_backward", backend, out, dy, input_shape)
+
+
+def _adaptive_avg_unpool(op, backend, out, dy, input_shape):
+    be = _backend(op, backend, {"dy": dy})
+    (dy,) = _floats(op, be, dy=dy)
+    line = op.startswith("adaptive_avg_pool1d")
+    if line:
+        dy, input_shape = _rows(op, "dy", dy), _shape3(op, "input_shape", input_shape)
+    else:
+        _ndim(op, "dy", dy, 4, "(N, C, OH, OW)")
+        input_shape = _shape4(op, "input_shape", input_shape)
+    if tuple(dy.shape[:2]) != input_shape[:2] or 0 in dy.shape[2:]:
+        raise ValueError(f"{op}: dy.shape={_shown(dy.shape, line)} does not match input_shape="
+                         f"{_shown(input_shape, line)} in batch and channels, or is empty")
+    out = _out(op, be, out, _shown(input_shape, line), dy.dtype)
+    be.adaptive_avg_pool2d_backward(dy, input_shape, out=_viewed(out, input_shape, line))
+    return out
+
+
+def adaptive_max_pool2d_backward(dy, indices, input_shape, *, backend=None, out=None):
+    """max_pool2d_backward: the indices say where each window's error goes."""
+    return _max_unpool("adaptive_max_pool2d_backward", backend, out, dy, indices, input_shape)
+
+
+def adaptive_max_pool1d_backward(dy, indices, input_shape, *, backend=None, out=None):
+    return _max_unpool("adaptive_max_pool1d_backward", backend, out, dy, indices, input_shape)
 
 
 # ---------------------------------------------------------------- upsampling

@@ -30,7 +30,9 @@ from .conv import col2im, conv2d, conv2d_backward, im2col  # noqa: F401
 from .dense import linear, linear_backward, matmul, matmul_backward  # noqa: F401
 from .elementwise import relu, relu_backward  # noqa: F401
 from .optim import adam_step, sgd_step  # noqa: F401
-from .pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward  # noqa: F401
+from .pool import (adaptive_avg_pool2d, adaptive_avg_pool2d_backward,  # noqa: F401
+                   adaptive_max_pool2d, avg_pool2d, avg_pool2d_backward, max_pool2d,
+                   max_pool2d_backward)
 from .softmax import (log_softmax, log_softmax_backward, softmax,  # noqa: F401
                       softmax_backward)
 from .upsample import (upsample_bilinear2d, upsample_bilinear2d_backward,  # noqa: F401

@@ -27,7 +27,9 @@ from .losses import (bce, bce_backward, bce_with_logits, bce_with_logits_backwar
                      softmax_cross_entropy_backward)
 from .norm import batch_norm, batch_norm_backward  # noqa: F401
 from .optim import adadelta_step, adagrad_step, adam_step, rmsprop_step, sgd_step  # noqa: F401
-from .pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward  # noqa: F401
+from .pool import (adaptive_avg_pool2d, adaptive_avg_pool2d_backward,  # noqa: F401
+                   adaptive_max_pool2d, avg_pool2d, avg_pool2d_backward, max_pool2d,
+                   max_pool2d_backward)
 from .softmax import (log_softmax, log_softmax_backward, softmax,  # noqa: F401
                       softmax_backward)
 from .upsample import (upsample_bilinear2d, upsample_bilinear2d_backward,  # noqa: F401
