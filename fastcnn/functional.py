@@ -483,9 +483,13 @@ def _conv1d_args(op, x, weight, stride, padding, dilation, groups):
     return (1, s), (0, 0) + pads, (1, d), groups, (x.shape[0], weight.shape[0], ol)
 
 
-def _as_2d(a):
-    """(N, C, L) as the view (N, C, 1, L) (None stays None)."""
-    return None if a is None else a.reshape(a.shape[:2] + (1,) + a.shape[2:])
+def _as_2d(be, a):
+    """(N, C, L) as the view (N, C, 1, L), where be computes (None stays None; out= arrays
+    of other libraries become the backend's views of them)."""
+    if a is None:
+        return None
+    a = be.asarray(a)
+    return a.reshape(tuple(a.shape[:2]) + (1,) + tuple(a.shape[2:]))
 
 
 def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, backend=None,
@@ -498,7 +502,7 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, b
     s, p, d, g, y_shape = _conv1d_args(op, x, weight, stride, padding, dilation, groups)
     _bias(op, bias, weight.shape[0], weight)
     out = _out(op, be, out, y_shape, x.dtype)
-    be.conv2d(_as_2d(x), _as_2d(weight), bias, s, p, d, g, out=_as_2d(out))
+    be.conv2d(_as_2d(be, x), _as_2d(be, weight), bias, s, p, d, g, out=_as_2d(be, out))
     return out
 
 
@@ -513,8 +517,8 @@ def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, need_dx=True
     _dy(op, dy, y_shape, x, weight)
     out = _outs(op, be, out, [(x.shape, x.dtype) if need_dx else None,
                               (weight.shape, x.dtype), ((weight.shape[0],), x.dtype)])
-    be.conv2d_backward(_as_2d(dy), _as_2d(x), _as_2d(weight), s, p, d, g, bool(need_dx),
-                       out=(_as_2d(out[0]), _as_2d(out[1]), out[2]))
+    be.conv2d_backward(_as_2d(be, dy), _as_2d(be, x), _as_2d(be, weight), s, p, d, g,
+                       bool(need_dx), out=(_as_2d(be, out[0]), _as_2d(be, out[1]), out[2]))
     return out
 
 
