@@ -194,9 +194,10 @@ def col2im(cols, input_shape, kernel_size, stride, padding, dilation, *, out):
 
 
 cdef inline bint is_pointwise(const Geometry* g) noexcept nogil:
-    """A 1x1, stride-1, unpadded conv: the image is its own column matrix."""
+    """A 1x1, stride-1, unpadded conv: the image is its own column matrix. (Trailing
+    padding alone would make the output larger than the image: not pointwise.)"""
     return (g.kh == 1 and g.kw == 1 and g.sh == 1 and g.sw == 1
-            and g.ph == 0 and g.pw == 0)
+            and g.ph == 0 and g.pw == 0 and g.oh == g.h and g.ow == g.w)
 
 
 cdef Geometry conv_geometry(tuple x_shape, tuple y_shape, tuple kernel_size, tuple stride,
