@@ -314,51 +314,219 @@ def col2im(cols, input_shape, kernel_size, stride=1, padding=0, dilation=1, *,
 # ---------------------------------------------------------------- convolution
 
 
-def _conv_args(op, x, weight, stride, padding, dilation):
+def _groups(op, x, weight, groups, transposed=False):
+    """groups as an int that divides both channel counts; weight is (out, in/groups, ...)
+    for a convolution, (in, out/groups, ...) for a transposed one."""
+    groups = _int(op, "groups", groups, 1)
+    shapes = f"(x.shape={tuple(x.shape)}, weight.shape={tuple(weight.shape)}, groups={groups})"
+    inputs, outputs = ((weight.shape[0], weight.shape[1] * groups) if transposed
+                       else (weight.shape[1] * groups, weight.shape[0]))
+    if x.shape[1] % groups:
+        raise ValueError(f"{op}: groups={groups} does not divide x's {x.shape[1]} input "
+                         f"channels {shapes}")
+    if outputs % groups:
+        raise ValueError(f"{op}: groups={groups} does not divide weight's {outputs} output "
+                         f"channels {shapes}")
+    if x.shape[1] != inputs:
+        raise ValueError(f"{op}: weight expects {inputs} input channels but x has "
+                         f"{x.shape[1]} {shapes}")
+    if outputs == 0:
+        raise ValueError(f"{op}: weight has no output channels {shapes}")
+    if 0 in weight.shape[2:]:
+        raise ValueError(f"{op}: weight's kernel is empty (weight.shape={tuple(weight.shape)})")
+    return groups
+
+
+def _conv_args(op, x, weight, stride, padding, dilation, groups):
     _ndim(op, "x", x, 4, "(N, C, H, W)")
-    _ndim(op, "weight", weight, 4, "(out_channels, in_channels, kh, kw)")
+    _ndim(op, "weight", weight, 4, "(out_channels, in_channels/groups, kh, kw)")
     _nonempty_batch(op, "x", x)
-    if weight.shape[1] != x.shape[1]:
-        raise ValueError(f"{op}: weight expects {weight.shape[1]} input channels but x has "
-                         f"{x.shape[1]} (x.shape={tuple(x.shape)}, "
-                         f"weight.shape={tuple(weight.shape)})")
-    if weight.shape[0] == 0:
-        raise ValueError(f"{op}: weight has no output channels (weight.shape="
-                         f"{tuple(weight.shape)})")
+    groups = _groups(op, x, weight, groups)
     s, d = _pair(op, "stride", stride, 1), _pair(op, "dilation", dilation, 1)
     p = _padding(op, padding, x.shape[2:], weight.shape[2:], s, d)
     oh, ow = _conv_out(op, x.shape[2:], weight.shape[2:], s, p, d,
                        f"x.shape={tuple(x.shape)}, weight.shape={tuple(weight.shape)}")
-    return s, p, d, (x.shape[0], weight.shape[0], oh, ow)
+    return s, p, d, groups, (x.shape[0], weight.shape[0], oh, ow)
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, *, backend=None, out=None):
-    """2-D convolution (cross-correlation, as PyTorch): (N, C, H, W) -> (N, K, OH, OW)."""
+def _bias(op, bias, channels, weight):
+    if bias is not None and tuple(bias.shape) != (channels,):
+        raise ValueError(f"{op}: bias must have shape ({channels},) for weight.shape="
+                         f"{tuple(weight.shape)}, got {tuple(bias.shape)}")
+
+
+def _dy(op, dy, shape, x, weight):
+    if tuple(dy.shape) != tuple(shape):
+        raise ValueError(f"{op}: dy must have the output's shape {tuple(shape)} "
+                         f"(x.shape={tuple(x.shape)}, weight.shape={tuple(weight.shape)}), "
+                         f"got {tuple(dy.shape)}")
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, backend=None,
+           out=None):
+    """2-D convolution (cross-correlation, as PyTorch): (N, C, H, W) -> (N, K, OH, OW), weight
+    (K, C/groups, kh, kw). With groups, output channels [g*K/G, (g+1)*K/G) see input
+    channels [g*C/G, (g+1)*C/G) only; groups == C is a depthwise convolution."""
     op = "conv2d"
     be = _backend(op, backend, {"x": x, "weight": weight, "bias": bias})
     x, weight, bias = _floats(op, be, x=x, weight=weight, bias=bias)
-    s, p, d, y_shape = _conv_args(op, x, weight, stride, padding, dilation)
-    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-        raise ValueError(f"{op}: bias must have shape ({weight.shape[0]},) for weight.shape="
-                         f"{tuple(weight.shape)}, got {tuple(bias.shape)}")
+    s, p, d, g, y_shape = _conv_args(op, x, weight, stride, padding, dilation, groups)
+    _bias(op, bias, weight.shape[0], weight)
     out = _out(op, be, out, y_shape, x.dtype)
-    return be.conv2d(x, weight, bias, s, p, d, out=out)
+    return be.conv2d(x, weight, bias, s, p, d, g, out=out)
 
 
-def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, need_dx=True, *,
+def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, need_dx=True, groups=1, *,
                     backend=None, out=None):
-    """Gradients of conv2d: (dx or None, dweight, dbias)."""
+    """Gradients of conv2d: (dx or None, dweight, dbias). (groups comes after need_dx, which
+    callers pass by position.)"""
     op = "conv2d_backward"
     be = _backend(op, backend, {"dy": dy, "x": x, "weight": weight})
     dy, x, weight = _floats(op, be, dy=dy, x=x, weight=weight)
-    s, p, d, y_shape = _conv_args(op, x, weight, stride, padding, dilation)
-    if tuple(dy.shape) != y_shape:
-        raise ValueError(f"{op}: dy must have the output's shape {y_shape} "
-                         f"(x.shape={tuple(x.shape)}, weight.shape={tuple(weight.shape)}), "
-                         f"got {tuple(dy.shape)}")
+    s, p, d, g, y_shape = _conv_args(op, x, weight, stride, padding, dilation, groups)
+    _dy(op, dy, y_shape, x, weight)
     out = _outs(op, be, out, [(x.shape, x.dtype) if need_dx else None,
                               (weight.shape, x.dtype), ((weight.shape[0],), x.dtype)])
-    return be.conv2d_backward(dy, x, weight, s, p, d, bool(need_dx), out=out)
+    return be.conv2d_backward(dy, x, weight, s, p, d, g, bool(need_dx), out=out)
+
+
+def _transposed_args(op, x, weight, stride, padding, output_padding, groups, dilation):
+    """Checked arguments of a transposed convolution and its output's shape."""
+    _ndim(op, "x", x, 4, "(N, C, H, W)")
+    _ndim(op, "weight", weight, 4, "(in_channels, out_channels/groups, kh, kw)")
+    _nonempty_batch(op, "x", x)
+    groups = _groups(op, x, weight, groups, transposed=True)
+    s, d = _pair(op, "stride", stride, 1), _pair(op, "dilation", dilation, 1)
+    if isinstance(padding, str) and padding.lower() != "valid":
+        raise ValueError(f"{op}: padding={padding!r} is not supported for a transposed "
+                         f"convolution; give the padding as an int, (h, w) or "
+                         f"(top, bottom, left, right) (ONNX's pads), or 'valid'")
+    p = _padding(op, padding, x.shape[2:], weight.shape[2:], s, d)
+    op_ = _pair(op, "output_padding", output_padding, 0)
+    if any(op_[a] >= max(s[a], d[a]) for a in range(2)):
+        raise ValueError(f"{op}: output_padding {op_} must be smaller than stride {s} or "
+                         f"dilation {d} along each axis (as in PyTorch)")
+    hw = tuple(backends.transposed_output_size(x.shape[2 + a], weight.shape[2 + a], s[a],
+                                               p[2 * a: 2 * a + 2], d[a], op_[a])
+               for a in range(2))
+    if min(hw) < 1:
+        raise ValueError(f"{op}: the output would be {hw[0]}x{hw[1]}: padding {p} (top, "
+                         f"bottom, left, right) crops more than the transposed convolution "
+                         f"makes (x.shape={tuple(x.shape)}, weight.shape="
+                         f"{tuple(weight.shape)}, stride={s}, dilation={d})")
+    return s, p, d, groups, (x.shape[0], weight.shape[1] * groups) + hw
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1, *, backend=None, out=None):
+    """Transposed convolution (PyTorch's ConvTranspose2d, ONNX's ConvTranspose): the adjoint
+    of conv2d in x. (N, C, H, W) -> (N, K, OH, OW), weight (C, K/groups, kh, kw) (input
+    channels first), OH = (H-1)*stride - top - bottom + dilation*(kh-1) + output_padding + 1.
+    padding crops the output; output_padding extends it at the bottom and right."""
+    op = "conv_transpose2d"
+    be = _backend(op, backend, {"x": x, "weight": weight, "bias": bias})
+    x, weight, bias = _floats(op, be, x=x, weight=weight, bias=bias)
+    s, p, d, g, y_shape = _transposed_args(op, x, weight, stride, padding, output_padding,
+                                           groups, dilation)
+    _bias(op, bias, y_shape[1], weight)
+    out = _out(op, be, out, y_shape, x.dtype)
+    return be.conv_transpose2d(x, weight, bias, s, p, g, d, out=out)
+
+
+def conv_transpose2d_backward(dy, x, weight, stride=1, padding=0, output_padding=0, groups=1,
+                              dilation=1, need_dx=True, *, backend=None, out=None):
+    """Gradients of conv_transpose2d: (dx or None, dweight, dbias)."""
+    op = "conv_transpose2d_backward"
+    be = _backend(op, backend, {"dy": dy, "x": x, "weight": weight})
+    dy, x, weight = _floats(op, be, dy=dy, x=x, weight=weight)
+    s, p, d, g, y_shape = _transposed_args(op, x, weight, stride, padding, output_padding,
+                                           groups, dilation)
+    _dy(op, dy, y_shape, x, weight)
+    out = _outs(op, be, out, [(x.shape, x.dtype) if need_dx else None,
+                              (weight.shape, x.dtype), ((y_shape[1],), x.dtype)])
+    return be.conv_transpose2d_backward(dy, x, weight, s, p, g, d, bool(need_dx), out=out)
+
+
+def _single(op, name, value, minimum):
+    """An int, or a 1-tuple of one (PyTorch's 1-D form)."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 1:
+            raise ValueError(f"{op}: {name} must be an int, got {value!r}")
+        value = value[0]
+    return _int(op, name, value, minimum)
+
+
+def _conv1d_args(op, x, weight, stride, padding, dilation, groups):
+    """conv1d's arguments checked in 1-D terms, then as the 2-D convolution that computes
+    it: (N, C, L) viewed as (N, C, 1, L). Returns the 2-D stride, padding, dilation, groups
+    and the 1-D output shape."""
+    _ndim(op, "x", x, 3, "(N, C, L)")
+    _ndim(op, "weight", weight, 3, "(out_channels, in_channels/groups, k)")
+    _nonempty_batch(op, "x", x)
+    groups = _groups(op, x, weight, groups)
+    s, d = _single(op, "stride", stride, 1), _single(op, "dilation", dilation, 1)
+    k, length = weight.shape[2], x.shape[2]
+    if isinstance(padding, str):
+        if padding.lower() not in PADDING_MODES:
+            raise ValueError(f"{op}: padding must be an int, a pair (left, right) or one of "
+                             f"{PADDING_MODES}, got {padding!r}")
+        if padding.lower() == "same" and s != 1:
+            raise ValueError(f"{op}: padding='same' needs stride 1 (as in PyTorch), got "
+                             f"stride={s}; 'same_upper' is ONNX's rule for strides")
+        pads = _padding(op, padding, (1, length), (1, k), (1, s), (1, d))[2:]
+    elif isinstance(padding, (tuple, list)) and len(padding) not in (1, 2):
+        raise ValueError(f"{op}: padding must be an int, a pair (left, right) or one of "
+                         f"{PADDING_MODES}, got {padding!r}")
+    elif isinstance(padding, (tuple, list)) and len(padding) == 2:
+        pads = tuple(_int(op, "padding", v, 0) for v in padding)
+    else:
+        pads = (_single(op, "padding", padding, 0),) * 2
+    extent = d * (k - 1) + 1
+    if extent > length + sum(pads):
+        raise ValueError(f"{op}: the kernel (size {k}, extent {extent}) is larger than the "
+                         f"padded input (length {length} padded by {pads}); x.shape="
+                         f"{tuple(x.shape)}, weight.shape={tuple(weight.shape)}")
+    ol = backends.output_size(length, k, s, pads, d)
+    return (1, s), (0, 0) + pads, (1, d), groups, (x.shape[0], weight.shape[0], ol)
+
+
+def _as_2d(be, a):
+    """(N, C, L) as the view (N, C, 1, L), where be computes (None stays None; out= arrays
+    of other libraries become the backend's views of them)."""
+    if a is None:
+        return None
+    a = be.asarray(a)
+    return a.reshape(tuple(a.shape[:2]) + (1,) + tuple(a.shape[2:]))
+
+
+def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, backend=None,
+           out=None):
+    """1-D convolution: (N, C, L) -> (N, K, OL), weight (K, C/groups, k); padding an int, a
+    (left, right) pair or a mode as for conv2d. The 2-D kernels compute it, on views."""
+    op = "conv1d"
+    be = _backend(op, backend, {"x": x, "weight": weight, "bias": bias})
+    x, weight, bias = _floats(op, be, x=x, weight=weight, bias=bias)
+    s, p, d, g, y_shape = _conv1d_args(op, x, weight, stride, padding, dilation, groups)
+    _bias(op, bias, weight.shape[0], weight)
+    out = _out(op, be, out, y_shape, x.dtype)
+    be.conv2d(_as_2d(be, x), _as_2d(be, weight), bias, s, p, d, g, out=_as_2d(be, out))
+    return out
+
+
+def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, need_dx=True, groups=1, *,
+                    backend=None, out=None):
+    """Gradients of conv1d: (dx or None, dweight, dbias) (arguments in conv2d_backward's
+    order)."""
+    op = "conv1d_backward"
+    be = _backend(op, backend, {"dy": dy, "x": x, "weight": weight})
+    dy, x, weight = _floats(op, be, dy=dy, x=x, weight=weight)
+    s, p, d, g, y_shape = _conv1d_args(op, x, weight, stride, padding, dilation, groups)
+    _dy(op, dy, y_shape, x, weight)
+    out = _outs(op, be, out, [(x.shape, x.dtype) if need_dx else None,
+                              (weight.shape, x.dtype), ((weight.shape[0],), x.dtype)])
+    be.conv2d_backward(_as_2d(be, dy), _as_2d(be, x), _as_2d(be, weight), s, p, d, g,
+                       bool(need_dx), out=(_as_2d(be, out[0]), _as_2d(be, out[1]), out[2]))
+    return out
 
 
 # ---------------------------------------------------------------- pooling

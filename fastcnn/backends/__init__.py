@@ -31,6 +31,16 @@ def output_size(size, kernel, stride, padding=(0, 0), dilation=1, ceil_mode=Fals
     return out
 
 
+def transposed_output_size(size, kernel, stride, padding=(0, 0), dilation=1,
+                           output_padding=0):
+    """The length of a transposed convolution's output along one axis (PyTorch's and
+    ONNX's rule): (size - 1) * s - lo - hi + d(k-1) + output_padding + 1. For
+    output_padding < stride, output_size of this length is size again: the transposed
+    convolution runs a convolution's window backwards."""
+    lo, hi = padding
+    return (size - 1) * stride - lo - hi + dilation * (kernel - 1) + output_padding + 1
+
+
 def get(name):
     """The backend module called name."""
     if name not in NAMES:

@@ -26,7 +26,8 @@ from ..reference.losses import (bce, bce_backward, bce_with_logits,  # noqa: F40
                                 softmax_cross_entropy, softmax_cross_entropy_backward)
 from ..reference.norm import batch_norm, batch_norm_backward  # noqa: F401
 from ..reference.optim import adadelta_step, adagrad_step, rmsprop_step  # noqa: F401
-from .conv import col2im, conv2d, conv2d_backward, im2col  # noqa: F401
+from .conv import (col2im, conv2d, conv2d_backward, conv_transpose2d,  # noqa: F401
+                   conv_transpose2d_backward, im2col)
 from .dense import linear, linear_backward, matmul, matmul_backward  # noqa: F401
 from .elementwise import relu, relu_backward  # noqa: F401
 from .optim import adam_step, sgd_step  # noqa: F401

@@ -33,7 +33,8 @@ except ImportError:
 
 from ._arrays import (DEVICE, asarray, check_indices, empty, is_array, to_device,  # noqa: F401
                       to_host, zeros)
-from .conv import col2im, conv2d, conv2d_backward, im2col  # noqa: F401
+from .conv import (col2im, conv2d, conv2d_backward, conv_transpose2d,  # noqa: F401
+                   conv_transpose2d_backward, im2col)
 from .dense import linear, linear_backward, matmul, matmul_backward  # noqa: F401
 from .elementwise import (dropout, dropout_backward, elu, elu_backward,  # noqa: F401
                           leaky_relu, leaky_relu_backward, maxout, maxout_backward, relu,

@@ -17,7 +17,8 @@ One module per op family, named as in the cpu and cuda backends: ``conv``,
 
 from .._numpy import (DEVICE, asarray, check_indices, check_labels, empty,  # noqa: F401
                       is_array, to_host, zeros)
-from .conv import col2im, conv2d, conv2d_backward, im2col  # noqa: F401
+from .conv import (col2im, conv2d, conv2d_backward, conv_transpose2d,  # noqa: F401
+                   conv_transpose2d_backward, im2col)
 from .dense import linear, linear_backward, matmul, matmul_backward  # noqa: F401
 from .elementwise import (dropout, dropout_backward, elu, elu_backward,  # noqa: F401
                           leaky_relu, leaky_relu_backward, maxout, maxout_backward, relu,
