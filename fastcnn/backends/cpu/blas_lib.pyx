@@ -2,10 +2,11 @@
 """The BLAS library behind every kernel's gemm, picked once at import.
 
 NumPy's wheels carry their own OpenBLAS (``libscipy_openblas64_``: 64-bit
-integers, symbols named ``scipy_<routine>_64_``), a newer build than SciPy's,
-and NumPy has loaded it before fastcnn runs. The kernels call it through
-function pointers looked up here, so they get NumPy's matmul speed without a
-library of their own. Where NumPy was built against another BLAS (MKL,
+integers, symbols named ``scipy_<routine>_64_``), loaded before fastcnn runs.
+The kernels call it through function pointers looked up here: the very library
+behind numpy.matmul, following NumPy's upgrades, with no BLAS of fastcnn's own
+and without loading SciPy's (a second OpenBLAS with a thread pool of its own).
+Where NumPy was built against another BLAS (MKL,
 Accelerate, a system library) the lookup finds nothing and the kernels call
 SciPy's BLAS instead, through ``scipy.linalg.cython_blas``; so do they when
 the environment variable ``FASTCNN_BLAS`` is ``scipy`` at import.
