@@ -1,14 +1,18 @@
-"""Keep SciPy's BLAS on one thread while the compiled kernels call it from OpenMP threads.
+"""Keep BLAS on one thread while the compiled kernels call it from OpenMP threads.
 
 The kernels parallelise over images and each OpenMP thread calls gemm on its
 own image. If BLAS also spawned threads, the two pools would oversubscribe the
 cores, and OpenBLAS warns that it may hang when called inside an OpenMP loop.
+The library doing the work is the one blas_lib picked (NumPy's OpenBLAS or
+SciPy's); every BLAS threadpoolctl finds is limited, so it is too.
 """
 
 import threading
 from contextlib import contextmanager
 
 from threadpoolctl import ThreadpoolController
+
+from fastcnn.backends.cpu import blas_lib  # noqa: F401  (loads the kernels' BLAS first)
 
 _lock = threading.Lock()
 _users = 0
@@ -23,7 +27,7 @@ def single_threaded_blas():
     global _users, _limiter, _controller
     with _lock:
         if _users == 0:
-            if _controller is None:  # built once, after the kernels have loaded SciPy's BLAS
+            if _controller is None:  # built once, after blas_lib has loaded its BLAS
                 _controller = ThreadpoolController().select(user_api="blas")
             _limiter = _controller.limit(limits=1)
         _users += 1
