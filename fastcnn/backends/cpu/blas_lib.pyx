@@ -12,7 +12,9 @@ SciPy's BLAS instead, through ``scipy.linalg.cython_blas``; so do they when
 the environment variable ``FASTCNN_BLAS`` is ``scipy`` at import.
 
 ``source`` names the library in use (``"numpy"`` or ``"scipy"``); blas_threads
-keeps it on one thread inside the kernels' OpenMP loops.
+keeps it on one thread inside the kernels' OpenMP loops, through ``get_threads`` /
+``set_threads`` (OpenBLAS's own calls, about a microsecond) where NumPy's library
+is in use.
 """
 
 import ctypes
@@ -95,3 +97,11 @@ else:
     sgemm32 = <sgemm32_t><uintptr_t>_scipy_blas("sgemm")
     dgemm32 = <dgemm32_t><uintptr_t>_scipy_blas("dgemm")
     source = "scipy"
+
+
+# OpenBLAS's thread count, set directly (threadpoolctl takes ~30 us a limit and restore,
+# paid by every kernel call otherwise). None where SciPy's BLAS is in use.
+_get = _numpy_blas("scipy_openblas_get_num_threads64_") if source == "numpy" else None
+_set = _numpy_blas("scipy_openblas_set_num_threads64_") if source == "numpy" else None
+get_threads = ctypes.CFUNCTYPE(ctypes.c_int)(_get) if _get and _set else None
+set_threads = ctypes.CFUNCTYPE(None, ctypes.c_int)(_set) if _get and _set else None
