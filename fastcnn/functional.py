@@ -23,17 +23,36 @@ skip out-of-range ones, so nothing that reaches them can write out of bounds.
 Layouts follow PyTorch: images are NCHW, conv weights (out, in, kh, kw),
 linear weights (out_features, in_features). Every int argument for a 2-D op
 also takes a pair ``(h, w)``. Results have the input's dtype (float32 or
-float64). Ops returning arrays take ``out=`` to write into (a tuple for ops
-returning several); it must have the result's shape and dtype.
-"""
+float64).
 
-import numbers
+Arrays in: NumPy arrays, or anything NumPy makes a float array of (a list of
+floats, a NumPy scalar); a big-endian float array is converted to native byte
+order (a copy, like a non-contiguous array). Other dtypes (int, bool, complex,
+float16, object) are refused, never cast. No array, given or computed, may hold
+more than 2**31 - 1 elements (the kernels index with C int), nor a size
+argument exceed that; a result larger than the machine's memory is refused
+before anything is allocated.
+
+Ops returning arrays take ``out=`` to write into (a tuple for ops returning
+several, ``None`` entries allocated): an array where the op computes, of the
+result's shape and dtype, C-contiguous, writeable, and sharing no memory with
+the op's inputs or its other outputs. The elementwise activations and their
+backward ops (and dropout_backward) may write in place: their ``out`` may be
+one of their inputs itself (``F.relu(x, out=x)``), though not a part of one.
+"""
 
 import numpy as np
 
-from . import backends
+from . import _args, backends
+from ._args import arg as _arg
+from ._args import integer as _int
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# The ops whose out= may be one of their inputs: each element is read, then written, alone.
+IN_PLACE = frozenset({
+    "relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "elu", "elu_backward",
+    "sigmoid", "sigmoid_backward", "tanh", "tanh_backward", "dropout_backward"})
 
 # ---------------------------------------------------------------- argument checks
 
@@ -58,20 +77,28 @@ def _backend(op, backend, arrays):
     return be
 
 
-def _floats(op, be, **arrays):
-    """The arrays as contiguous arrays of one floating dtype (None stays None)."""
+def _floats(op, be, optional=(), **arrays):
+    """The arrays as contiguous arrays of one floating dtype; only those named in optional
+    may be None (and stay None)."""
     out, dtype, first = [], None, None
     for name, a in arrays.items():
         if a is None:
+            if name not in optional:
+                raise TypeError(f"{op}: {name} must be an array, got None")
             out.append(None)
             continue
-        if _dtype(a) not in FLOAT_DTYPES:   # before moving a: named alike on every backend
-            shape = f" ({name}.shape={tuple(a.shape)})" if hasattr(a, "shape") else ""
-            raise TypeError(f"{op}: {name} must be float32 or float64, got {_dtype(a)}{shape}")
+        if isinstance(a, np.ndarray) and not a.dtype.isnative:
+            a = a.astype(a.dtype.newbyteorder("="))    # big-endian data: native order
+        kind = _dtype(a)
+        if kind not in FLOAT_DTYPES:   # before moving a: named alike on every backend
+            what = (f"{name}.shape={tuple(a.shape)}" if hasattr(a, "shape")
+                    else f"a {type(a).__name__}, not an array")
+            raise TypeError(f"{op}: {name} must be float32 or float64, got {kind} ({what})")
         try:
             a = be.asarray(a)
         except (TypeError, ValueError) as e:
             raise TypeError(f"{op}: {name} is not an array ({type(a).__name__}): {e}") from None
+        _args.fits(op, name, a.shape, a.dtype, on_host=False)
         if dtype is None:
             dtype, first = a.dtype, name
         elif a.dtype != dtype:
@@ -98,10 +125,13 @@ def _dtype(a):
 
 def _integers(op, be, name, a):
     """A contiguous array of integers (labels, pooling indices)."""
+    if a is None:
+        raise TypeError(f"{op}: {name} must be an array of integers, got None")
+    if _dtype(a).kind not in "iu":
+        shape = f" ({name}.shape={tuple(a.shape)})" if hasattr(a, "shape") else ""
+        raise TypeError(f"{op}: {name} must hold integers, got {_dtype(a)}{shape}")
     a = be.asarray(a)
-    if a.dtype.kind not in "iu":
-        raise TypeError(f"{op}: {name} must hold integers, got {a.dtype} "
-                        f"({name}.shape={tuple(a.shape)})")
+    _args.fits(op, name, a.shape, a.dtype, on_host=False)
     return a
 
 
@@ -115,82 +145,65 @@ def _nonempty_batch(op, name, a):
         raise ValueError(f"{op}: {name} has an empty batch ({name}.shape={tuple(a.shape)})")
 
 
-def _int(op, name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{op}: {name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _pair(op, name, value, minimum):
-    """An int or an (h, w) pair of ints, each >= minimum, as a tuple."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{op}: {name} must be an int or a pair (h, w), got {value!r}")
-        return tuple(_int(op, name, v, minimum) for v in value)
-    v = _int(op, name, value, minimum)
-    return (v, v)
-
-
-def _number(op, name, value, low=-np.inf, high=np.inf, high_open=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{op}: {name} must be a number, got {value!r}")
-    if not (low <= value and (value < high if high_open else value <= high)):
-        bound = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
-        raise ValueError(f"{op}: {name} must be in {bound}, got {value}")
-    return float(value)
-
-
-def _out(op, be, out, shape, dtype, name="out"):
-    """Check an out= array: right device, shape, dtype and C-contiguous."""
+def _out(op, be, out, shape, dtype, name="out", reads=None):
+    """Check an out= array (see the module's docstring); reads: the op's inputs, by name.
+    Whether or not out is given, the result must be one the kernels can index."""
+    _args.fits(op, "the result" if name == "out" else f"the result {name}", shape, dtype,
+               on_host=be.DEVICE == "cpu")
     if out is None:
         return None
+    kind = "a CUDA array" if be.DEVICE == "cuda" else "a NumPy array"
     if not hasattr(out, "shape"):
-        raise TypeError(f"{op}: {name} must be an array on {be.DEVICE}, got {type(out).__name__}")
+        raise TypeError(f"{op}: {name} must be {kind}, got {type(out).__name__}")
     if tuple(out.shape) != tuple(shape) or _dtype(out) != dtype:
         raise ValueError(f"{op}: {name} must have shape {tuple(shape)} and dtype {dtype}, "
                          f"got shape {tuple(out.shape)} and dtype {_dtype(out)}")
-    if be.DEVICE != ("cuda" if backends.on_gpu(out) else "cpu"):
-        raise TypeError(f"{op}: {name} must be an array on {be.DEVICE}, got {type(out).__name__}")
-    if not _c_contiguous(out):
+    if not be.is_array(out):
+        raise TypeError(f"{op}: {name} must be {kind} (where the op computes: {be.DEVICE}), "
+                        f"got {type(out).__name__}")
+    if not _args.c_contiguous(out):
         raise ValueError(f"{op}: {name} must be C-contiguous")
+    if not _args.writeable(out):
+        raise ValueError(f"{op}: {name} is read-only (flags.writeable is False); the result "
+                         f"is written into it")
+    for other, a in (reads or {}).items():
+        if a is None or not _args.overlap(out, a):
+            continue
+        if op in IN_PLACE and _args.same_memory(out, a):
+            continue   # elementwise: each element is read before it is written
+        in_place = (f" ({op} may write into {other} itself, but not into a part of it)"
+                    if op in IN_PLACE else "")
+        raise ValueError(f"{op}: {name} overlaps {other} in memory ({name}.shape="
+                         f"{tuple(out.shape)}, {other}.shape={tuple(a.shape)}): the op reads "
+                         f"{other} while it writes {name}; give {name} its own array{in_place}")
     return out
 
 
-def _outs(op, be, out, specs):
-    """Check a tuple of out= arrays against (shape, dtype) specs; None entries are allocated."""
-    if out is None:
-        return None
-    if not isinstance(out, tuple) or len(out) != len(specs):
+def _outs(op, be, out, specs, reads=None):
+    """Check a tuple of out= arrays against (shape, dtype) specs; None entries are allocated
+    (None specs: results not computed, whose entries are ignored). No two may overlap."""
+    if out is not None and (not isinstance(out, tuple) or len(out) != len(specs)):
         raise TypeError(f"{op}: out must be a tuple of {len(specs)} arrays (or None entries)")
-    return tuple(None if spec is None else _out(op, be, o, *spec, name=f"out[{i}]")
-                 for i, (o, spec) in enumerate(zip(out, specs)))
-
-
-def _c_contiguous(a):
-    flags = getattr(a, "flags", None)
-    if flags is not None:
-        return bool(flags["C_CONTIGUOUS"])
-    # Other libraries' CUDA arrays (PyTorch): from the interface; axes of length 1
-    # may have any stride.
-    interface = a.__cuda_array_interface__
-    if interface.get("strides") is None:
-        return True
-    expected = np.dtype(interface["typestr"]).itemsize
-    for size, stride in reversed(list(zip(interface["shape"], interface["strides"]))):
-        if size > 1 and stride != expected:
-            return False
-        expected *= size
-    return True
+    given = (None,) * len(specs) if out is None else out
+    checked, earlier = [], dict(reads or {})
+    for i, (o, spec) in enumerate(zip(given, specs)):
+        o = None if spec is None else _out(op, be, o, *spec, name=f"out[{i}]", reads=earlier)
+        earlier[f"out[{i}]"] = o
+        checked.append(o)
+    return None if out is None else tuple(checked)
 
 
 def _conv_out(op, size, kernel, stride, padding, dilation, what):
-    """Output (oh, ow) of a sliding window; an error if the window does not fit."""
+    """Output (oh, ow) of a sliding window; an error if the window does not fit, or if the
+    padded input or the dilated kernel would overflow the kernels' C int."""
     out = []
     for axis in range(2):
         extent = dilation[axis] * (kernel[axis] - 1) + 1
         padded = size[axis] + 2 * padding[axis]
+        if max(extent, padded) > _args.INT_MAX:
+            raise ValueError(f"{op}: along {'HW'[axis]} the padded input ({padded:,}) or the "
+                             f"dilated kernel ({extent:,}) exceeds {_args.INT_MAX:,}, the "
+                             f"kernels' C int ({what})")
         if extent > padded:
             raise ValueError(
                 f"{op}: the {'dilated ' if dilation[axis] > 1 else ''}kernel "
@@ -228,12 +241,11 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1, *, backend=None, out
     (x,) = _floats(op, be, x=x)
     _ndim(op, "x", x, 4, "(N, C, H, W)")
     _nonempty_batch(op, "x", x)
-    k = _pair(op, "kernel_size", kernel_size, 1)
-    s, p, d = (_pair(op, "stride", stride, 1), _pair(op, "padding", padding, 0),
-               _pair(op, "dilation", dilation, 1))
+    k = _arg(op, "kernel_size", kernel_size)
+    s, p, d = _args.conv_window(op, stride, padding, dilation)
     oh, ow = _conv_out(op, x.shape[2:], k, s, p, d, f"x.shape={tuple(x.shape)}")
     n, c = x.shape[:2]
-    out = _out(op, be, out, (n, c * k[0] * k[1], oh * ow), x.dtype)
+    out = _out(op, be, out, (n, c * k[0] * k[1], oh * ow), x.dtype, reads={"x": x})
     return be.im2col(x, k, s, p, d, out=out)
 
 
@@ -245,15 +257,14 @@ def col2im(cols, input_shape, kernel_size, stride=1, padding=0, dilation=1, *,
     (cols,) = _floats(op, be, cols=cols)
     _ndim(op, "cols", cols, 3, "(N, C*kh*kw, OH*OW)")
     n, c, h, w = _shape4(op, "input_shape", input_shape)
-    k = _pair(op, "kernel_size", kernel_size, 1)
-    s, p, d = (_pair(op, "stride", stride, 1), _pair(op, "padding", padding, 0),
-               _pair(op, "dilation", dilation, 1))
+    k = _arg(op, "kernel_size", kernel_size)
+    s, p, d = _args.conv_window(op, stride, padding, dilation)
     oh, ow = _conv_out(op, (h, w), k, s, p, d, f"input_shape={(n, c, h, w)}")
     expected = (n, c * k[0] * k[1], oh * ow)
     if tuple(cols.shape) != expected:
         raise ValueError(f"{op}: cols must have shape {expected} for input_shape="
                          f"{(n, c, h, w)} and kernel_size={k}, got {tuple(cols.shape)}")
-    out = _out(op, be, out, (n, c, h, w), cols.dtype)
+    out = _out(op, be, out, (n, c, h, w), cols.dtype, reads={"cols": cols})
     return be.col2im(cols, (n, c, h, w), k, s, p, d, out=out)
 
 
@@ -271,10 +282,11 @@ def _conv_args(op, x, weight, stride, padding, dilation):
     if weight.shape[0] == 0:
         raise ValueError(f"{op}: weight has no output channels (weight.shape="
                          f"{tuple(weight.shape)})")
-    s, p, d = (_pair(op, "stride", stride, 1), _pair(op, "padding", padding, 0),
-               _pair(op, "dilation", dilation, 1))
+    s, p, d = _args.conv_window(op, stride, padding, dilation)
     oh, ow = _conv_out(op, x.shape[2:], weight.shape[2:], s, p, d,
                        f"x.shape={tuple(x.shape)}, weight.shape={tuple(weight.shape)}")
+    columns = x.shape[1] * weight.shape[2] * weight.shape[3]   # im2col's rows, one image
+    _args.fits(op, "one image's column matrix", (columns, oh * ow), x.dtype)
     return s, p, d, (x.shape[0], weight.shape[0], oh, ow)
 
 
@@ -282,12 +294,12 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, *, backend=Non
     """2-D convolution (cross-correlation, as PyTorch): (N, C, H, W) -> (N, K, OH, OW)."""
     op = "conv2d"
     be = _backend(op, backend, {"x": x, "weight": weight, "bias": bias})
-    x, weight, bias = _floats(op, be, x=x, weight=weight, bias=bias)
+    x, weight, bias = _floats(op, be, ("bias",), x=x, weight=weight, bias=bias)
     s, p, d, y_shape = _conv_args(op, x, weight, stride, padding, dilation)
     if bias is not None and tuple(bias.shape) != (weight.shape[0],):
         raise ValueError(f"{op}: bias must have shape ({weight.shape[0]},) for weight.shape="
                          f"{tuple(weight.shape)}, got {tuple(bias.shape)}")
-    out = _out(op, be, out, y_shape, x.dtype)
+    out = _out(op, be, out, y_shape, x.dtype, reads={"x": x, "weight": weight, "bias": bias})
     return be.conv2d(x, weight, bias, s, p, d, out=out)
 
 
@@ -302,9 +314,11 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, need_dx=True
         raise ValueError(f"{op}: dy must have the output's shape {y_shape} "
                          f"(x.shape={tuple(x.shape)}, weight.shape={tuple(weight.shape)}), "
                          f"got {tuple(dy.shape)}")
+    need_dx = _args.flag(op, "need_dx", need_dx)
     out = _outs(op, be, out, [(x.shape, x.dtype) if need_dx else None,
-                              (weight.shape, x.dtype), ((weight.shape[0],), x.dtype)])
-    return be.conv2d_backward(dy, x, weight, s, p, d, bool(need_dx), out=out)
+                              (weight.shape, x.dtype), ((weight.shape[0],), x.dtype)],
+                reads={"dy": dy, "x": x, "weight": weight})
+    return be.conv2d_backward(dy, x, weight, s, p, d, need_dx, out=out)
 
 
 # ---------------------------------------------------------------- pooling
@@ -313,11 +327,7 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, need_dx=True
 def _pool_args(op, x, kernel_size, stride, padding):
     _ndim(op, "x", x, 4, "(N, C, H, W)")
     _nonempty_batch(op, "x", x)
-    k = _pair(op, "kernel_size", kernel_size, 1)
-    s = k if stride is None else _pair(op, "stride", stride, 1)
-    p = _pair(op, "padding", padding, 0)
-    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
-        raise ValueError(f"{op}: padding {p} must be at most half of kernel_size {k}")
+    k, s, p = _args.pool_window(op, kernel_size, stride, padding)
     oh, ow = _conv_out(op, x.shape[2:], k, s, p, (1, 1), f"x.shape={tuple(x.shape)}")
     return k, s, p, tuple(x.shape[:2]) + (oh, ow)
 
@@ -329,7 +339,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, *, backend=None, out=None
     be = _backend(op, backend, {"x": x})
     (x,) = _floats(op, be, x=x)
     k, s, p, y_shape = _pool_args(op, x, kernel_size, stride, padding)
-    out = _outs(op, be, out, [(y_shape, x.dtype), (y_shape, np.dtype(np.int32))])
+    out = _outs(op, be, out, [(y_shape, x.dtype), (y_shape, np.dtype(np.int32))],
+                reads={"x": x})
     return be.max_pool2d(x, k, s, p, out=out)
 
 
@@ -346,7 +357,7 @@ def max_pool2d_backward(dy, indices, input_shape, *, backend=None, out=None):
         raise ValueError(f"{op}: dy.shape={tuple(dy.shape)} does not match "
                          f"input_shape={(n, c, h, w)} in batch and channels")
     indices = be.check_indices(op, "indices", indices, h * w)
-    out = _out(op, be, out, (n, c, h, w), dy.dtype)
+    out = _out(op, be, out, (n, c, h, w), dy.dtype, reads={"dy": dy, "indices": indices})
     return be.max_pool2d_backward(dy, indices, (n, c, h, w), out=out)
 
 
@@ -356,7 +367,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, *, backend=None, out=None
     be = _backend(op, backend, {"x": x})
     (x,) = _floats(op, be, x=x)
     k, s, p, y_shape = _pool_args(op, x, kernel_size, stride, padding)
-    out = _out(op, be, out, y_shape, x.dtype)
+    out = _out(op, be, out, y_shape, x.dtype, reads={"x": x})
     return be.avg_pool2d(x, k, s, p, out=out)
 
 
@@ -372,7 +383,7 @@ def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0, *,
     if tuple(dy.shape) != y_shape:
         raise ValueError(f"{op}: dy must have shape {y_shape} for input_shape={input_shape}, "
                          f"kernel_size={k}, stride={s}, padding={p}; got {tuple(dy.shape)}")
-    out = _out(op, be, out, input_shape, dy.dtype)
+    out = _out(op, be, out, input_shape, dy.dtype, reads={"dy": dy})
     return be.avg_pool2d_backward(dy, input_shape, k, s, p, out=out)
 
 
@@ -393,9 +404,9 @@ def upsample_nearest2d(x, scale_factor, *, backend=None, out=None):
     (x,) = _floats(op, be, x=x)
     _ndim(op, "x", x, 4, "(N, C, H, W)")
     _nonempty_batch(op, "x", x)
-    sh, sw = _pair(op, "scale_factor", scale_factor, 1)
+    sh, sw = _arg(op, "scale_factor", scale_factor)
     n, c, h, w = x.shape
-    out = _out(op, be, out, (n, c, h * sh, w * sw), x.dtype)
+    out = _out(op, be, out, (n, c, h * sh, w * sw), x.dtype, reads={"x": x})
     return be.upsample_nearest2d(x, (sh, sw), out=out)
 
 
@@ -406,12 +417,12 @@ def upsample_nearest2d_backward(dy, scale_factor, *, backend=None, out=None):
     (dy,) = _floats(op, be, dy=dy)
     _ndim(op, "dy", dy, 4, "(N, C, H, W)")
     _nonempty_batch(op, "dy", dy)
-    sh, sw = _pair(op, "scale_factor", scale_factor, 1)
+    sh, sw = _arg(op, "scale_factor", scale_factor)
     n, c, h, w = dy.shape
     if h % sh or w % sw:
         raise ValueError(f"{op}: dy's height and width ({h}, {w}) must be multiples of "
                          f"scale_factor {(sh, sw)}")
-    out = _out(op, be, out, (n, c, h // sh, w // sw), dy.dtype)
+    out = _out(op, be, out, (n, c, h // sh, w // sw), dy.dtype, reads={"dy": dy})
     return be.upsample_nearest2d_backward(dy, (sh, sw), out=out)
 
 
@@ -428,7 +439,7 @@ def matmul(a, b, *, backend=None, out=None):
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"{op}: inner dimensions differ (a.shape={tuple(a.shape)}, "
                          f"b.shape={tuple(b.shape)})")
-    out = _out(op, be, out, (a.shape[0], b.shape[1]), a.dtype)
+    out = _out(op, be, out, (a.shape[0], b.shape[1]), a.dtype, reads={"a": a, "b": b})
     return be.matmul(a, b, out=out)
 
 
@@ -446,17 +457,18 @@ def linear(x, weight, bias=None, *, backend=None, out=None):
     """y = x @ weight.T + bias, weight shaped (out_features, in_features)."""
     op = "linear"
     be = _backend(op, backend, {"x": x, "weight": weight, "bias": bias})
-    x, weight, bias = _floats(op, be, x=x, weight=weight, bias=bias)
+    x, weight, bias = _floats(op, be, ("bias",), x=x, weight=weight, bias=bias)
     _linear_args(op, x, weight)
     if bias is not None and tuple(bias.shape) != (weight.shape[0],):
         raise ValueError(f"{op}: bias must have shape ({weight.shape[0]},) for weight.shape="
                          f"{tuple(weight.shape)}, got {tuple(bias.shape)}")
-    out = _out(op, be, out, (x.shape[0], weight.shape[0]), x.dtype)
+    out = _out(op, be, out, (x.shape[0], weight.shape[0]), x.dtype,
+               reads={"x": x, "weight": weight, "bias": bias})
     return be.linear(x, weight, bias, out=out)
 
 
-def linear_backward(dy, x, weight, *, backend=None, out=None):
-    """Gradients of linear: (dx, dweight, dbias)."""
+def linear_backward(dy, x, weight, need_dx=True, *, backend=None, out=None):
+    """Gradients of linear: (dx or None, dweight, dbias)."""
     op = "linear_backward"
     be = _backend(op, backend, {"dy": dy, "x": x, "weight": weight})
     dy, x, weight = _floats(op, be, dy=dy, x=x, weight=weight)
@@ -465,9 +477,11 @@ def linear_backward(dy, x, weight, *, backend=None, out=None):
         raise ValueError(f"{op}: dy must have shape {(x.shape[0], weight.shape[0])} "
                          f"(x.shape={tuple(x.shape)}, weight.shape={tuple(weight.shape)}), "
                          f"got {tuple(dy.shape)}")
-    out = _outs(op, be, out, [(x.shape, x.dtype), (weight.shape, x.dtype),
-                              ((weight.shape[0],), x.dtype)])
-    return be.linear_backward(dy, x, weight, out=out)
+    need_dx = _args.flag(op, "need_dx", need_dx)
+    out = _outs(op, be, out, [(x.shape, x.dtype) if need_dx else None, (weight.shape, x.dtype),
+                              ((weight.shape[0],), x.dtype)],
+                reads={"dy": dy, "x": x, "weight": weight})
+    return be.linear_backward(dy, x, weight, need_dx, out=out)
 
 
 # ---------------------------------------------------------------- activations
@@ -476,7 +490,7 @@ def linear_backward(dy, x, weight, *, backend=None, out=None):
 def _unary(op, backend, out, x, *args):
     be = _backend(op, backend, {"x": x})
     (x,) = _floats(op, be, x=x)
-    out = _out(op, be, out, x.shape, x.dtype)
+    out = _out(op, be, out, x.shape, x.dtype, reads={"x": x})
     return getattr(be, op)(x, *args, out=out)
 
 
@@ -484,7 +498,7 @@ def _unary_backward(op, backend, out, dy, y, name, *args):
     be = _backend(op, backend, {"dy": dy, name: y})
     dy, y = _floats(op, be, **{"dy": dy, name: y})
     _same_shape(op, ("dy", name), (dy, y))
-    out = _out(op, be, out, dy.shape, dy.dtype)
+    out = _out(op, be, out, dy.shape, dy.dtype, reads={"dy": dy, name: y})
     return getattr(be, op)(dy, y, *args, out=out)
 
 
@@ -499,22 +513,22 @@ def relu_backward(dy, y, *, backend=None, out=None):
 
 
 def leaky_relu(x, negative_slope=0.01, *, backend=None, out=None):
-    slope = _number("leaky_relu", "negative_slope", negative_slope)
+    slope = _arg("leaky_relu", "negative_slope", negative_slope)
     return _unary("leaky_relu", backend, out, x, slope)
 
 
 def leaky_relu_backward(dy, x, negative_slope=0.01, *, backend=None, out=None):
-    slope = _number("leaky_relu_backward", "negative_slope", negative_slope)
+    slope = _arg("leaky_relu_backward", "negative_slope", negative_slope)
     return _unary_backward("leaky_relu_backward", backend, out, dy, x, "x", slope)
 
 
 def elu(x, alpha=1.0, *, backend=None, out=None):
-    alpha = _number("elu", "alpha", alpha, low=0)
+    alpha = _arg("elu", "alpha", alpha)
     return _unary("elu", backend, out, x, alpha)
 
 
 def elu_backward(dy, y, alpha=1.0, *, backend=None, out=None):
-    alpha = _number("elu_backward", "alpha", alpha, low=0)
+    alpha = _arg("elu_backward", "alpha", alpha)
     return _unary_backward("elu_backward", backend, out, dy, y, "y", alpha)
 
 
@@ -540,7 +554,7 @@ def softmax(x, *, backend=None, out=None):
     be = _backend(op, backend, {"x": x})
     (x,) = _floats(op, be, x=x)
     _ndim(op, "x", x, 2, "(N, C)")
-    out = _out(op, be, out, x.shape, x.dtype)
+    out = _out(op, be, out, x.shape, x.dtype, reads={"x": x})
     return be.softmax(x, out=out)
 
 
@@ -554,12 +568,13 @@ def maxout(x, pool_size, *, backend=None, out=None):
     op = "maxout"
     be = _backend(op, backend, {"x": x})
     (x,) = _floats(op, be, x=x)
-    k = _int(op, "pool_size", pool_size, 1)
+    k = _arg(op, "pool_size", pool_size)
     if x.ndim < 2 or x.shape[1] % k:
         raise ValueError(f"{op}: x's axis 1 must be a multiple of pool_size={k}, "
                          f"got x.shape={tuple(x.shape)}")
     y_shape = (x.shape[0], x.shape[1] // k) + tuple(x.shape[2:])
-    out = _outs(op, be, out, [(y_shape, x.dtype), (y_shape, np.dtype(np.int32))])
+    out = _outs(op, be, out, [(y_shape, x.dtype), (y_shape, np.dtype(np.int32))],
+                reads={"x": x})
     return be.maxout(x, k, out=out)
 
 
@@ -568,13 +583,13 @@ def maxout_backward(dy, indices, pool_size, *, backend=None, out=None):
     be = _backend(op, backend, {"dy": dy, "indices": indices})
     (dy,) = _floats(op, be, dy=dy)
     indices = _integers(op, be, "indices", indices)
-    k = _int(op, "pool_size", pool_size, 1)
+    k = _arg(op, "pool_size", pool_size)
     _same_shape(op, ("dy", "indices"), (dy, indices))
     if dy.ndim < 2:
         raise ValueError(f"{op}: dy must be at least 2-D, got shape {tuple(dy.shape)}")
     indices = be.check_indices(op, "indices", indices, k)
     x_shape = (dy.shape[0], dy.shape[1] * k) + tuple(dy.shape[2:])
-    out = _out(op, be, out, x_shape, dy.dtype)
+    out = _out(op, be, out, x_shape, dy.dtype, reads={"dy": dy, "indices": indices})
     return be.maxout_backward(dy, indices, k, out=out)
 
 
@@ -587,11 +602,11 @@ def dropout(x, p, seed, *, backend=None, out=None):
     The mask is a hash of (seed, element index), the same on every backend.
     """
     op = "dropout"
-    p = _number(op, "p", p, 0, 1, high_open=True)
-    seed = _int(op, "seed", seed, 0) & 0xFFFFFFFF
+    p = _arg(op, "p", p)
+    seed = _int(op, "seed", seed, 0, maximum=None) & 0xFFFFFFFF
     be = _backend(op, backend, {"x": x})
     (x,) = _floats(op, be, x=x)
-    out = _outs(op, be, out, [(x.shape, x.dtype), (x.shape, x.dtype)])
+    out = _outs(op, be, out, [(x.shape, x.dtype), (x.shape, x.dtype)], reads={"x": x})
     return be.dropout(x, p, seed, out=out)
 
 
@@ -617,30 +632,33 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, momentum=0.1
     if x.ndim not in (2, 4):
         raise ValueError(f"{op}: x must be (N, C) or (N, C, H, W), got shape {tuple(x.shape)}")
     c = x.shape[1]
-    stats = {"gamma": gamma, "beta": beta, "running_mean": running_mean,
-             "running_var": running_var}
-    for name, a in stats.items():
-        if a is not None and tuple(a.shape) != (c,):
-            raise ValueError(f"{op}: {name} must have shape ({c},) for x.shape="
-                             f"{tuple(x.shape)}, got {tuple(a.shape)}")
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"{op}: give both running_mean and running_var, or neither")
-    for name in ("running_mean", "running_var"):
-        a = stats[name]
-        if a is not None and (_dtype(a) != x.dtype or not _c_contiguous(a)):
-            raise TypeError(f"{op}: {name} is updated in place, so it must be a contiguous "
-                            f"{x.dtype} array, got {_dtype(a)}")
-    count = x.size // c if c else 0
-    if training and count < 2:
+    training = _args.flag(op, "training", training)
+    if training:   # the running statistics are updated in place: checked like out=
+        reads = {"x": x, "gamma": gamma, "beta": beta}
+        running_mean = _out(op, be, running_mean, (c,), x.dtype, "running_mean", reads)
+        reads["running_mean"] = running_mean
+        running_var = _out(op, be, running_var, (c,), x.dtype, "running_var", reads)
+        reads["running_var"] = running_var
+    elif running_mean is None:
+        raise ValueError(f"{op}: evaluation (training=False) needs running_mean and running_var")
+    else:
+        _, running_mean, running_var = _floats(op, be, x=x, running_mean=running_mean,
+                                               running_var=running_var)
+        reads = {"x": x, "gamma": gamma, "beta": beta, "running_mean": running_mean,
+                 "running_var": running_var}
+    for name, a in reads.items():
+        if name != "x" and a is not None and tuple(a.shape) != (c,):
+            raise ValueError(f"{op}: {name} must have shape ({c},) for x.shape="
+                             f"{tuple(x.shape)}, got {tuple(a.shape)}")
+    if training and x.size // max(c, 1) < 2:
         raise ValueError(f"{op}: training needs more than one value per channel "
                          f"(x.shape={tuple(x.shape)})")
-    if not training and running_mean is None:
-        raise ValueError(f"{op}: evaluation (training=False) needs running_mean and running_var")
-    momentum = _number(op, "momentum", momentum, 0, 1)
-    eps = _number(op, "eps", eps, 0)
-    out = _outs(op, be, out, [(x.shape, x.dtype), ((c,), x.dtype), ((c,), x.dtype)])
-    return be.batch_norm(x, gamma, beta, running_mean, running_var, momentum, eps,
-                         bool(training), out=out)
+    momentum, eps = _arg(op, "momentum", momentum), _arg(op, "eps", eps)
+    out = _outs(op, be, out, [(x.shape, x.dtype), ((c,), x.dtype), ((c,), x.dtype)], reads)
+    return be.batch_norm(x, gamma, beta, running_mean, running_var, momentum, eps, training,
+                         out=out)
 
 
 def batch_norm_backward(dy, x, gamma, mean, invstd, training=True, *, backend=None, out=None):
@@ -657,8 +675,10 @@ def batch_norm_backward(dy, x, gamma, mean, invstd, training=True, *, backend=No
         if tuple(a.shape) != (c,):
             raise ValueError(f"{op}: {name} must have shape ({c},) for x.shape="
                              f"{tuple(x.shape)}, got {tuple(a.shape)}")
-    out = _outs(op, be, out, [(x.shape, x.dtype), ((c,), x.dtype), ((c,), x.dtype)])
-    return be.batch_norm_backward(dy, x, gamma, mean, invstd, bool(training), out=out)
+    out = _outs(op, be, out, [(x.shape, x.dtype), ((c,), x.dtype), ((c,), x.dtype)],
+                reads={"dy": dy, "x": x, "gamma": gamma, "mean": mean, "invstd": invstd})
+    return be.batch_norm_backward(dy, x, gamma, mean, invstd,
+                                  _args.flag(op, "training", training), out=out)
 
 
 # ---------------------------------------------------------------- losses
@@ -682,7 +702,8 @@ def softmax_cross_entropy(logits, labels, *, backend=None, out=None):
     be = _backend(op, backend, {"logits": logits, "labels": labels})
     (logits,) = _floats(op, be, logits=logits)
     labels = _labels(op, be, logits, labels)
-    out = _out(op, be, out, logits.shape, logits.dtype)
+    out = _out(op, be, out, logits.shape, logits.dtype,
+               reads={"logits": logits, "labels": labels})
     return be.softmax_cross_entropy(logits, labels, out=out)
 
 
@@ -693,7 +714,7 @@ def softmax_cross_entropy_backward(probs, labels, *, backend=None, out=None):
     be = _backend(op, backend, {"probs": probs, "labels": labels})
     (probs,) = _floats(op, be, probs=probs)
     labels = _labels(op, be, probs, labels)
-    out = _out(op, be, out, probs.shape, probs.dtype)
+    out = _out(op, be, out, probs.shape, probs.dtype, reads={"probs": probs, "labels": labels})
     return be.softmax_cross_entropy_backward(probs, labels, out=out)
 
 
@@ -716,8 +737,9 @@ def bce_with_logits(logits, targets, *, backend=None):
 def bce_with_logits_backward(logits, targets, *, backend=None, out=None):
     op = "bce_with_logits_backward"
     be, logits, targets = _pred_target(op, backend, logits, targets, ("logits", "targets"))
-    return be.bce_with_logits_backward(logits, targets,
-                                       out=_out(op, be, out, logits.shape, logits.dtype))
+    out = _out(op, be, out, logits.shape, logits.dtype,
+               reads={"logits": logits, "targets": targets})
+    return be.bce_with_logits_backward(logits, targets, out=out)
 
 
 def bce(probs, targets, *, backend=None):
@@ -730,7 +752,8 @@ def bce(probs, targets, *, backend=None):
 def bce_backward(probs, targets, *, backend=None, out=None):
     op = "bce_backward"
     be, probs, targets = _pred_target(op, backend, probs, targets, ("probs", "targets"))
-    return be.bce_backward(probs, targets, out=_out(op, be, out, probs.shape, probs.dtype))
+    out = _out(op, be, out, probs.shape, probs.dtype, reads={"probs": probs, "targets": targets})
+    return be.bce_backward(probs, targets, out=out)
 
 
 def mse(pred, target, *, backend=None):
@@ -742,7 +765,8 @@ def mse(pred, target, *, backend=None):
 def mse_backward(pred, target, *, backend=None, out=None):
     op = "mse_backward"
     be, pred, target = _pred_target(op, backend, pred, target, ("pred", "target"))
-    return be.mse_backward(pred, target, out=_out(op, be, out, pred.shape, pred.dtype))
+    out = _out(op, be, out, pred.shape, pred.dtype, reads={"pred": pred, "target": target})
+    return be.mse_backward(pred, target, out=out)
 
 
 def count_correct(scores, labels, *, backend=None, into=None):
@@ -758,7 +782,8 @@ def count_correct(scores, labels, *, backend=None, into=None):
     be = _backend(op, backend, {"scores": scores, "labels": labels, "into": into})
     (scores,) = _floats(op, be, scores=scores)
     labels = _labels(op, be, scores, labels)
-    into = _out(op, be, into, (1,), np.dtype(np.int64), name="into")
+    into = _out(op, be, into, (1,), np.dtype(np.int64), "into",
+                reads={"scores": scores, "labels": labels})
     return be.count_correct(scores, labels, into=into)
 
 
@@ -766,65 +791,71 @@ def count_correct(scores, labels, *, backend=None, into=None):
 # In-place updates of a parameter and its state arrays (PyTorch's formulas).
 
 
-def _step_arrays(op, backend, param, grad, **state):
-    arrays = {"param": param, "grad": grad, **state}
-    be = _backend(op, backend, arrays)
-    for name, a in arrays.items():
-        if a is None:
-            continue
-        dtype = _dtype(a) if hasattr(a, "dtype") else None
-        if dtype not in FLOAT_DTYPES or dtype != _dtype(param):
-            raise TypeError(f"{op}: {name} must be a float array of param's dtype "
-                            f"({getattr(param, 'dtype', None)}), got {getattr(a, 'dtype', a)}")
-        if tuple(a.shape) != tuple(param.shape):
-            raise ValueError(f"{op}: {name}.shape={tuple(a.shape)} differs from "
-                             f"param.shape={tuple(param.shape)}")
-        if name != "grad" and not _c_contiguous(a):
-            raise ValueError(f"{op}: {name} is updated in place and must be C-contiguous")
-    return be, be.asarray(grad)
+def _step_arrays(op, backend, param, grad, optional=(), **state):
+    """param and the state arrays are updated in place, so each is checked like an out=
+    array of param's shape and float dtype, sharing memory with no other; grad is read.
+    Only the state arrays named in optional may be None."""
+    be = _backend(op, backend, {"param": param, "grad": grad, **state})
+    if not be.is_array(param) or _dtype(param) not in FLOAT_DTYPES:
+        got = getattr(param, "dtype", type(param).__name__)
+        raise TypeError(f"{op}: param is updated in place, so it must be a float32 or float64 "
+                        f"array on {be.DEVICE}, got {got}")
+    shape, dtype = tuple(param.shape), _dtype(param)
+    (grad,) = _floats(op, be, grad=grad)
+    if tuple(grad.shape) != shape or grad.dtype != dtype:
+        raise ValueError(f"{op}: grad must have param's shape {shape} and dtype {dtype}, got "
+                         f"shape {tuple(grad.shape)} and dtype {grad.dtype}")
+    reads = {"grad": grad}
+    for name, a in {"param": param, **state}.items():
+        if a is None and name not in optional:
+            raise TypeError(f"{op}: {name} is updated in place, so it must be an array, got None")
+        reads[name] = _out(op, be, a, shape, dtype, name, reads)
+    return be, grad
+
+
+def _hyper(op, name, value):
+    return _args.hyperparameter(op, name, value)
 
 
 def sgd_step(param, grad, velocity=None, lr=0.01, momentum=0.0, nesterov=False,
              weight_decay=0.0, *, backend=None):
     op = "sgd_step"
-    momentum = _number(op, "momentum", momentum, 0)
+    momentum = _hyper(op, "momentum", momentum)
     if momentum and velocity is None:
         raise ValueError(f"{op}: momentum={momentum} needs a velocity array")
-    if nesterov and not momentum:
-        raise ValueError(f"{op}: nesterov needs momentum > 0")
-    be, grad = _step_arrays(op, backend, param, grad, velocity=velocity)
-    be.sgd_step(param, grad, velocity, _number(op, "lr", lr, 0), momentum, bool(nesterov),
-                _number(op, "weight_decay", weight_decay, 0))
+    nesterov = _args.nesterov(op, nesterov, momentum)
+    be, grad = _step_arrays(op, backend, param, grad, ("velocity",), velocity=velocity)
+    be.sgd_step(param, grad, velocity, _hyper(op, "lr", lr), momentum, nesterov,
+                _hyper(op, "weight_decay", weight_decay))
 
 
 def adam_step(param, grad, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
               weight_decay=0.0, *, backend=None):
     op = "adam_step"
     be, grad = _step_arrays(op, backend, param, grad, m=m, v=v)
-    be.adam_step(param, grad, m, v, _int(op, "step", step, 1), _number(op, "lr", lr, 0),
-                 _number(op, "beta1", beta1, 0, 1, True), _number(op, "beta2", beta2, 0, 1, True),
-                 _number(op, "eps", eps, 0), _number(op, "weight_decay", weight_decay, 0))
+    be.adam_step(param, grad, m, v, _int(op, "step", step, 1), _hyper(op, "lr", lr),
+                 _hyper(op, "beta1", beta1), _hyper(op, "beta2", beta2), _hyper(op, "eps", eps),
+                 _hyper(op, "weight_decay", weight_decay))
 
 
 def adagrad_step(param, grad, sum_sq, step, lr=1e-2, lr_decay=0.0, eps=1e-10,
                  weight_decay=0.0, *, backend=None):
     op = "adagrad_step"
     be, grad = _step_arrays(op, backend, param, grad, sum_sq=sum_sq)
-    be.adagrad_step(param, grad, sum_sq, _int(op, "step", step, 1), _number(op, "lr", lr, 0),
-                    _number(op, "lr_decay", lr_decay, 0), _number(op, "eps", eps, 0),
-                    _number(op, "weight_decay", weight_decay, 0))
+    be.adagrad_step(param, grad, sum_sq, _int(op, "step", step, 1), _hyper(op, "lr", lr),
+                    _hyper(op, "lr_decay", lr_decay), _hyper(op, "eps", eps),
+                    _hyper(op, "weight_decay", weight_decay))
 
 
 def rmsprop_step(param, grad, square_avg, buf=None, lr=1e-2, alpha=0.99, eps=1e-8,
                  weight_decay=0.0, momentum=0.0, *, backend=None):
     op = "rmsprop_step"
-    momentum = _number(op, "momentum", momentum, 0)
+    momentum = _hyper(op, "momentum", momentum)
     if momentum and buf is None:
         raise ValueError(f"{op}: momentum={momentum} needs a buf array")
-    be, grad = _step_arrays(op, backend, param, grad, square_avg=square_avg, buf=buf)
-    be.rmsprop_step(param, grad, square_avg, buf, _number(op, "lr", lr, 0),
-                    _number(op, "alpha", alpha, 0, 1), _number(op, "eps", eps, 0),
-                    _number(op, "weight_decay", weight_decay, 0), momentum)
+    be, grad = _step_arrays(op, backend, param, grad, ("buf",), square_avg=square_avg, buf=buf)
+    be.rmsprop_step(param, grad, square_avg, buf, _hyper(op, "lr", lr), _hyper(op, "alpha", alpha),
+                    _hyper(op, "eps", eps), _hyper(op, "weight_decay", weight_decay), momentum)
 
 
 def adadelta_step(param, grad, square_avg, acc_delta, lr=1.0, rho=0.9, eps=1e-6,
@@ -832,6 +863,6 @@ def adadelta_step(param, grad, square_avg, acc_delta, lr=1.0, rho=0.9, eps=1e-6,
     op = "adadelta_step"
     be, grad = _step_arrays(op, backend, param, grad, square_avg=square_avg,
                             acc_delta=acc_delta)
-    be.adadelta_step(param, grad, square_avg, acc_delta, _number(op, "lr", lr, 0),
-                     _number(op, "rho", rho, 0, 1), _number(op, "eps", eps, 0),
-                     _number(op, "weight_decay", weight_decay, 0))
+    be.adadelta_step(param, grad, square_avg, acc_delta, _hyper(op, "lr", lr),
+                     _hyper(op, "rho", rho), _hyper(op, "eps", eps),
+                     _hyper(op, "weight_decay", weight_decay))

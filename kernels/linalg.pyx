@@ -86,11 +86,12 @@ def linear(x, weight, bias, *, out=None):
 
 cdef void _linear_backward(const real[:, ::1] dy, const real[:, ::1] x,
                            const real[:, ::1] weight, real[:, ::1] dx, real[:, ::1] dweight,
-                           real[::1] dbias) noexcept nogil:
+                           real[::1] dbias, bint need_dx) noexcept nogil:
     cdef int n = x.shape[0], fin = x.shape[1], fout = weight.shape[0], r, o
     # dx (N x in) = dy (N x out) . W (out x in)
-    parallel_gemm(False, False, n, fin, fout, &dy[0, 0], fout, &weight[0, 0], fin, <real>0,
-                  &dx[0, 0], fin)
+    if need_dx:
+        parallel_gemm(False, False, n, fin, fout, &dy[0, 0], fout, &weight[0, 0], fin,
+                      <real>0, &dx[0, 0], fin)
     # dW (out x in) = dy^T (out x N) . x (N x in)
     parallel_gemm(True, False, fout, fin, n, &dy[0, 0], fout, &x[0, 0], fin, <real>0,
                   &dweight[0, 0], fin)
@@ -101,9 +102,9 @@ cdef void _linear_backward(const real[:, ::1] dy, const real[:, ::1] x,
             dbias[o] += dy[r, o]
 
 
-def linear_backward(dy, x, weight, *, out=None):
+def linear_backward(dy, x, weight, need_dx, *, out=None):
     dx, dweight, dbias = out if out is not None else (None, None, None)
-    dx = np.empty(x.shape, x.dtype) if dx is None else dx
+    dx = (np.empty(x.shape, x.dtype) if dx is None else dx) if need_dx else None
     dweight = np.empty(weight.shape, x.dtype) if dweight is None else dweight
     dbias = np.empty(weight.shape[0], x.dtype) if dbias is None else dbias
     if x.shape[1] == 0:
@@ -111,7 +112,7 @@ def linear_backward(dy, x, weight, *, out=None):
         return dx, dweight, dbias
     with single_threaded_blas():
         if x.dtype == np.float32:
-            _linear_backward[float](dy, x, weight, dx, dweight, dbias)
+            _linear_backward[float](dy, x, weight, dx, dweight, dbias, need_dx)
         else:
-            _linear_backward[double](dy, x, weight, dx, dweight, dbias)
+            _linear_backward[double](dy, x, weight, dx, dweight, dbias, need_dx)
     return dx, dweight, dbias

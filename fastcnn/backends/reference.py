@@ -220,9 +220,11 @@ def linear(x, weight, bias, *, out=None):
     return _into(out, y)
 
 
-def linear_backward(dy, x, weight, *, out=None):
-    """(dx, dweight, dbias) = (dy weight, dy^T x, sum of dy over the batch)."""
-    return _into_all(out, (matmul(dy, weight), matmul(dy.T, x), dy.sum(axis=0)))
+def linear_backward(dy, x, weight, need_dx, *, out=None):
+    """(dx, dweight, dbias) = (dy weight, dy^T x, sum of dy over the batch); dx None unless
+    need_dx."""
+    dx = matmul(dy, weight) if need_dx else None
+    return _into_all(out, (dx, matmul(dy.T, x), dy.sum(axis=0)))
 
 
 # ---------------------------------------------------------------- activations

@@ -24,7 +24,7 @@ from math import ceil
 
 from numba import cuda
 
-from ._arrays import flat, output, outputs, returned, scratch
+from ._arrays import flat, output, returned, scratch
 from ._jit import SIMULATOR, boolean, i64, kernel, target_blocks
 from .reduce import sum_channels, sum_splits
 
@@ -236,12 +236,15 @@ def linear(x, weight, bias, *, out=None):
     return returned(out, y)
 
 
-def linear_backward(dy, x, weight, *, out=None):
-    """(dx, dweight, dbias) = (dy weight, dy^T x, dy summed over the batch)."""
+def linear_backward(dy, x, weight, need_dx, *, out=None):
+    """(dx, dweight, dbias) = (dy weight, dy^T x, dy summed over the batch); dx None unless
+    need_dx."""
     (batch, fin), fout = x.shape, weight.shape[0]
-    dx, dweight, dbias = outputs(out, [(x.shape, x.dtype), (weight.shape, x.dtype),
-                                       ((fout,), x.dtype)])
-    gemm(dx, Operand(dy, 0, fout, 1), Operand(weight, 0, fin, 1), batch, fin, fout)
+    out = out or (None, None, None)
+    dx = output(out[0], x.shape, x.dtype) if need_dx else None
+    dweight, dbias = output(out[1], weight.shape, x.dtype), output(out[2], (fout,), x.dtype)
+    if need_dx:
+        gemm(dx, Operand(dy, 0, fout, 1), Operand(weight, 0, fin, 1), batch, fin, fout)
     gemm(dweight, Operand(dy, 0, 1, fout), Operand(x, 0, fin, 1), fout, fin, batch)
     sum_channels(dy.reshape((batch, fout, 1)), dbias)
     return returned(out, (dx, dweight, dbias))

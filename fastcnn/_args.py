@@ -1,0 +1,201 @@
+"""Argument rules, in one place for everything that takes them.
+
+``fastcnn.functional`` checks an op's arguments with these; a layer's constructor,
+an optimizer's and the DataLoader's check theirs with the same functions, so that
+``nn.MaxPool2d(2, stride=0)`` is refused at once, in the words
+``F.max_pool2d(x, 2, stride=0)`` would use. ``where`` names the caller in every
+message: an op (``"conv2d"``) or a class (``"MaxPool2d"``).
+
+Sizes are bounded as well as checked: the compiled kernels index with C ``int``,
+so no size argument and no array may exceed ``INT_MAX`` (elements), and no result
+may need more memory than the machine has (it would be swapped to death rather
+than refused).
+"""
+
+import math
+import numbers
+import os
+
+import numpy as np
+
+INT_MAX = 2**31 - 1   # the kernels' C int: sizes, strides, indices and element counts
+
+
+def integer(where, name, value, minimum, maximum=INT_MAX):
+    """An int (not a bool) in [minimum, maximum]; maximum=None for no bound."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{where}: {name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{where}: {name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{where}: {name} must be <= {maximum:,} (the kernels' C int), "
+                         f"got {value:,}")
+    return int(value)
+
+
+def pair(where, name, value, minimum, maximum=INT_MAX):
+    """An int or an (h, w) pair of ints, each in [minimum, maximum], as a tuple."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{where}: {name} must be an int or a pair (h, w), got {value!r}")
+        return tuple(integer(where, name, v, minimum, maximum) for v in value)
+    v = integer(where, name, value, minimum, maximum)
+    return (v, v)
+
+
+def number(where, name, value, low=-math.inf, high=math.inf, high_open=False):
+    """A real number (not a bool, not NaN) in [low, high] ([low, high) with high_open)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{where}: {name} must be a number, got {value!r}")
+    if not (low <= value and (value < high if high_open else value <= high)):
+        bound = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
+        raise ValueError(f"{where}: {name} must be in {bound}, got {value}")
+    return float(value)
+
+
+def flag(where, name, value):
+    """True or False (a NumPy bool too); not 0, 1, None or a string, which hide mistakes."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{where}: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+# ---------------------------------------------------------------- named rules
+# The arguments that an op and the layer calling it both take: each name's rule once.
+
+ARGS = {
+    "kernel_size": (pair, 1), "stride": (pair, 1), "padding": (pair, 0),
+    "dilation": (pair, 1), "scale_factor": (pair, 1), "pool_size": (integer, 1),
+    "p": (number, 0, 1, True),                      # dropout: p = 1 would drop everything
+    "negative_slope": (number,), "alpha": (number, 0),
+    "momentum": (number, 0, 1), "eps": (number, 0),  # batch norm's
+}
+
+# The optimizers' hyperparameters (the step ops' and the optimizer classes'), PyTorch's ranges.
+HYPERPARAMETERS = {
+    "lr": (0,), "momentum": (0,), "weight_decay": (0,), "eps": (0,), "lr_decay": (0,),
+    "beta1": (0, 1, True), "beta2": (0, 1, True), "alpha": (0, 1), "rho": (0, 1),
+}
+
+
+def arg(where, name, value):
+    """value checked and normalised by the rule for the op argument called name (ARGS)."""
+    rule, *bounds = ARGS[name]
+    return rule(where, name, value, *bounds)
+
+
+def hyperparameter(where, name, value):
+    """An optimizer hyperparameter checked against its range (HYPERPARAMETERS)."""
+    return number(where, name, value, *HYPERPARAMETERS[name])
+
+
+def nesterov(where, value, momentum):
+    value = flag(where, "nesterov", value)
+    if value and not momentum:
+        raise ValueError(f"{where}: nesterov needs momentum > 0")
+    return value
+
+
+def conv_window(where, stride, padding, dilation):
+    """(stride, padding, dilation) of a convolution, as (h, w) pairs."""
+    return (arg(where, "stride", stride), arg(where, "padding", padding),
+            arg(where, "dilation", dilation))
+
+
+def pool_window(where, kernel_size, stride, padding):
+    """(kernel_size, stride, padding) of a pooling window: stride defaults to kernel_size,
+    and padding may be at most half the kernel (a window of only padding has no value)."""
+    k = arg(where, "kernel_size", kernel_size)
+    s = k if stride is None else arg(where, "stride", stride)
+    p = arg(where, "padding", padding)
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ValueError(f"{where}: padding {p} must be at most half of kernel_size {k}")
+    return k, s, p
+
+
+# ---------------------------------------------------------------- sizes
+
+
+def _physical_memory():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):   # not a POSIX system: no bound known
+        return None
+
+
+HOST_MEMORY = _physical_memory()
+
+
+def fits(where, name, shape, dtype, on_host=True):
+    """A clear error, before anything is allocated, for an array of shape the kernels
+    cannot index (more than INT_MAX elements) or, on the host, larger than memory (a
+    ValueError in both cases, like every refused argument)."""
+    elements = math.prod(shape)
+    if elements > INT_MAX:
+        raise ValueError(f"{where}: {name} has shape {tuple(shape)}, {elements:,} elements: "
+                         f"more than the {INT_MAX:,} the kernels can index with C int")
+    size = elements * np.dtype(dtype).itemsize
+    if on_host and HOST_MEMORY is not None and size > HOST_MEMORY:
+        raise ValueError(f"{where}: {name} of shape {tuple(shape)} would need "
+                         f"{size / 2**30:,.1f} GiB, more than this machine's "
+                         f"{HOST_MEMORY / 2**30:,.1f} GiB of memory")
+
+
+# ---------------------------------------------------------------- arrays to write into
+
+
+def c_contiguous(a):
+    flags = getattr(a, "flags", None)
+    if flags is not None:
+        return bool(flags["C_CONTIGUOUS"])
+    # Other libraries' CUDA arrays (PyTorch): from the interface; axes of length 1
+    # may have any stride.
+    interface = a.__cuda_array_interface__
+    if interface.get("strides") is None:
+        return True
+    expected = np.dtype(interface["typestr"]).itemsize
+    for size, stride in reversed(list(zip(interface["shape"], interface["strides"]))):
+        if size > 1 and stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def writeable(a):
+    """False for a read-only array: flags.writeable (NumPy, np.memmap opened "r"), or the
+    read-only bit of a CUDA array's interface."""
+    interface = getattr(a, "__cuda_array_interface__", None)
+    if interface is not None:
+        return not interface["data"][1]
+    flags = getattr(a, "flags", None)
+    return bool(getattr(flags, "writeable", True))
+
+
+def _span(a):
+    """(first byte, one past the last) of the memory a spans, from its array interface."""
+    interface = getattr(a, "__cuda_array_interface__", None)
+    if interface is None:
+        interface = a.__array_interface__   # NumPy; the CUDA simulator's arrays too
+    start, shape = interface["data"][0], interface["shape"]
+    itemsize = np.dtype(interface["typestr"]).itemsize
+    if 0 in shape:
+        return start, start
+    strides = interface.get("strides")
+    if strides is None:
+        return start, start + math.prod(shape) * itemsize
+    low = sum((n - 1) * s for n, s in zip(shape, strides) if s < 0)
+    high = sum((n - 1) * s for n, s in zip(shape, strides) if s > 0)
+    return start + low, start + high + itemsize
+
+
+def overlap(a, b):
+    """True when arrays a and b (on one device) may share memory."""
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return np.may_share_memory(a, b)
+    (a0, a1), (b0, b1) = _span(a), _span(b)
+    return a0 < a1 and b0 < b1 and a0 < b1 and b0 < a1
+
+
+def same_memory(a, b):
+    """True when a and b span exactly the same memory (the same contiguous array)."""
+    return _span(a) == _span(b)
