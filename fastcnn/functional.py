@@ -94,11 +94,12 @@ def _floats(op, be, optional=(), **arrays):
             what = (f"{name}.shape={tuple(a.shape)}" if hasattr(a, "shape")
                     else f"a {type(a).__name__}, not an array")
             raise TypeError(f"{op}: {name} must be float32 or float64, got {kind} ({what})")
+        if hasattr(a, "shape"):   # before a contiguous copy of a huge view is made
+            _args.fits(op, name, a.shape, kind, on_host=False)
         try:
             a = be.asarray(a)
         except (TypeError, ValueError) as e:
             raise TypeError(f"{op}: {name} is not an array ({type(a).__name__}): {e}") from None
-        _args.fits(op, name, a.shape, a.dtype, on_host=False)
         if dtype is None:
             dtype, first = a.dtype, name
         elif a.dtype != dtype:
@@ -130,9 +131,9 @@ def _integers(op, be, name, a):
     if _dtype(a).kind not in "iu":
         shape = f" ({name}.shape={tuple(a.shape)})" if hasattr(a, "shape") else ""
         raise TypeError(f"{op}: {name} must hold integers, got {_dtype(a)}{shape}")
-    a = be.asarray(a)
-    _args.fits(op, name, a.shape, a.dtype, on_host=False)
-    return a
+    if hasattr(a, "shape"):
+        _args.fits(op, name, a.shape, _dtype(a), on_host=False)
+    return be.asarray(a)
 
 
 def _ndim(op, name, a, ndim, layout):
@@ -494,9 +495,11 @@ def _unary(op, backend, out, x, *args):
     return getattr(be, op)(x, *args, out=out)
 
 
-def _unary_backward(op, backend, out, dy, y, name, *args):
+def _unary_backward(op, backend, out, dy, y, name, *args, layout=None):
     be = _backend(op, backend, {"dy": dy, name: y})
     dy, y = _floats(op, be, **{"dy": dy, name: y})
+    if layout is not None:
+        _ndim(op, name, y, 2, layout)
     _same_shape(op, ("dy", name), (dy, y))
     out = _out(op, be, out, dy.shape, dy.dtype, reads={"dy": dy, name: y})
     return getattr(be, op)(dy, y, *args, out=out)
@@ -559,8 +562,7 @@ def softmax(x, *, backend=None, out=None):
 
 
 def softmax_backward(dy, y, *, backend=None, out=None):
-    _ndim("softmax_backward", "y", y, 2, "(N, C)")
-    return _unary_backward("softmax_backward", backend, out, dy, y, "y")
+    return _unary_backward("softmax_backward", backend, out, dy, y, "y", layout="(N, C)")
 
 
 def maxout(x, pool_size, *, backend=None, out=None):
@@ -617,6 +619,13 @@ def dropout_backward(dy, mask, *, backend=None, out=None):
 # ---------------------------------------------------------------- batch normalisation
 
 
+def _channels(op, name, a, x):
+    """a must hold one value per channel of x (axis 1)."""
+    if tuple(a.shape) != (x.shape[1],):
+        raise ValueError(f"{op}: {name} must have shape ({x.shape[1]},) for x.shape="
+                         f"{tuple(x.shape)}, got {tuple(a.shape)}")
+
+
 def batch_norm(x, gamma, beta, running_mean=None, running_var=None, momentum=0.1, eps=1e-5,
                training=True, *, backend=None, out=None):
     """Normalise each channel (axis 1) of (N, C) or (N, C, H, W) -> (y, mean, invstd).
@@ -632,6 +641,8 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, momentum=0.1
     if x.ndim not in (2, 4):
         raise ValueError(f"{op}: x must be (N, C) or (N, C, H, W), got shape {tuple(x.shape)}")
     c = x.shape[1]
+    for name, a in (("gamma", gamma), ("beta", beta)):
+        _channels(op, name, a, x)
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"{op}: give both running_mean and running_var, or neither")
     training = _args.flag(op, "training", training)
@@ -646,12 +657,10 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, momentum=0.1
     else:
         _, running_mean, running_var = _floats(op, be, x=x, running_mean=running_mean,
                                                running_var=running_var)
+        for name, a in (("running_mean", running_mean), ("running_var", running_var)):
+            _channels(op, name, a, x)
         reads = {"x": x, "gamma": gamma, "beta": beta, "running_mean": running_mean,
                  "running_var": running_var}
-    for name, a in reads.items():
-        if name != "x" and a is not None and tuple(a.shape) != (c,):
-            raise ValueError(f"{op}: {name} must have shape ({c},) for x.shape="
-                             f"{tuple(x.shape)}, got {tuple(a.shape)}")
     if training and x.size // max(c, 1) < 2:
         raise ValueError(f"{op}: training needs more than one value per channel "
                          f"(x.shape={tuple(x.shape)})")
@@ -672,9 +681,7 @@ def batch_norm_backward(dy, x, gamma, mean, invstd, training=True, *, backend=No
         raise ValueError(f"{op}: x must be (N, C) or (N, C, H, W), got shape {tuple(x.shape)}")
     c = x.shape[1]
     for name, a in (("gamma", gamma), ("mean", mean), ("invstd", invstd)):
-        if tuple(a.shape) != (c,):
-            raise ValueError(f"{op}: {name} must have shape ({c},) for x.shape="
-                             f"{tuple(x.shape)}, got {tuple(a.shape)}")
+        _channels(op, name, a, x)
     out = _outs(op, be, out, [(x.shape, x.dtype), ((c,), x.dtype), ((c,), x.dtype)],
                 reads={"dy": dy, "x": x, "gamma": gamma, "mean": mean, "invstd": invstd})
     return be.batch_norm_backward(dy, x, gamma, mean, invstd,

@@ -178,12 +178,13 @@ def _without_defaults(config, **defaults):
 
 
 def _new_param(where, shape, dtype):
-    try:
-        dtype = np.dtype(dtype)
+    try:   # (np.dtype(None) would be float64)
+        known = dtype is not None and np.dtype(dtype) in F.FLOAT_DTYPES
     except TypeError:
-        dtype = None
-    if dtype not in F.FLOAT_DTYPES:
-        raise TypeError(f"{where}: dtype must be float32 or float64, got {dtype}")
+        known = False
+    if not known:
+        raise TypeError(f"{where}: dtype must be float32 or float64, got {dtype!r}")
+    _args.fits(where, "a parameter", shape, dtype)
     return np.zeros(shape, dtype)
 
 
@@ -205,7 +206,8 @@ class Linear(Layer):
         self.params["weight"] = _new_param(where, (self.out_features, self.in_features), dtype)
         if _args.flag(where, "bias", bias):
             self.params["bias"] = _new_param(where, (self.out_features,), dtype)
-        init.default_weight_and_bias_(self.params["weight"], self.params.get("bias"), rng)
+        init.default_weight_and_bias_(self.params["weight"], self.params.get("bias"),
+                                      init.generator(rng, where))
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
 
     def config(self):
@@ -245,7 +247,8 @@ class Conv2d(Layer):
         self.params["weight"] = _new_param(where, shape, dtype)
         if _args.flag(where, "bias", bias):
             self.params["bias"] = _new_param(where, (self.out_channels,), dtype)
-        init.default_weight_and_bias_(self.params["weight"], self.params.get("bias"), rng)
+        init.default_weight_and_bias_(self.params["weight"], self.params.get("bias"),
+                                      init.generator(rng, where))
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
 
     def config(self):
@@ -281,7 +284,7 @@ class _BatchNorm(Layer):
         self.num_features = _size(where, "num_features", num_features)
         self.eps = _args.arg(where, "eps", eps)
         self.momentum = _args.arg(where, "momentum", momentum)
-        c = self.num_features
+        c = (self.num_features,)
         weight, bias = _new_param(where, c, dtype), _new_param(where, c, dtype)
         init.ones_(weight)
         if _args.flag(where, "affine", affine):
@@ -504,7 +507,7 @@ class Dropout(Layer):
     def __init__(self, p=0.5, *, rng=None):
         super().__init__(p=p)
         self.p = _args.arg("Dropout", "p", p)
-        self.seed = int(init.generator(rng).integers(0, 2**32))
+        self.seed = int(init.generator(rng, "Dropout").integers(0, 2**32))
         self.steps = 0
 
     def _forward(self, x):
