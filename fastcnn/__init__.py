@@ -1,7 +1,7 @@
 """fastcnn: a compiled convolutional-network engine you can read end to end."""
 
 from . import data, functional, init, nn, optim
-from ._kernels.threads import get_num_threads, set_num_threads
+from .backends.cpu.threads import get_num_threads, set_num_threads
 from .backends import to_device, to_host
 from .model import Sequential, load
 

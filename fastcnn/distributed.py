@@ -181,7 +181,7 @@ def set_threads(n):
     """n threads for the compiled kernels and for BLAS in this process."""
     from threadpoolctl import threadpool_limits
 
-    from ._kernels.threads import set_num_threads
+    from .backends.cpu.threads import set_num_threads
     from .backends import cpu  # noqa: F401  (loads SciPy's BLAS, so that the limit reaches it)
     set_num_threads(n)
     threadpool_limits(limits=n, user_api="blas")

@@ -39,6 +39,9 @@ result's shape and dtype, C-contiguous, writeable, and sharing no memory with
 the op's inputs or its other outputs. The elementwise activations and their
 backward ops (and dropout_backward) may write in place: their ``out`` may be
 one of their inputs itself (``F.relu(x, out=x)``), though not a part of one.
+Arrays an op updates in place (running statistics, optimizer state) are checked
+the same way. Results the caller did not pass are allocated here, so a backend
+op only fills the arrays it is handed.
 """
 
 import numpy as np
@@ -147,12 +150,21 @@ def _nonempty_batch(op, name, a):
 
 
 def _out(op, be, out, shape, dtype, name="out", reads=None):
-    """Check an out= array (see the module's docstring); reads: the op's inputs, by name.
-    Whether or not out is given, the result must be one the kernels can index."""
+    """The array an op writes its result into: the caller's out, checked (reads: the op's
+    inputs, by name), or a new array of shape and dtype where the backend computes. Every
+    backend op is handed the arrays to fill; none allocates its results. Either way the
+    result must be one the kernels can index, and fit in memory."""
     _args.fits(op, "the result" if name == "out" else f"the result {name}", shape, dtype,
                on_host=be.DEVICE == "cpu")
     if out is None:
-        return None
+        return be.empty(shape, dtype)
+    return _checked_out(op, be, out, shape, dtype, name, reads)
+
+
+def _checked_out(op, be, out, shape, dtype, name, reads=None):
+    """out itself, if it is an array the op can write (see the module's docstring): where
+    the op computes, of shape and dtype, C-contiguous, writeable, and sharing no memory
+    with the arrays in reads (but for an elementwise op's input itself)."""
     kind = "a CUDA array" if be.DEVICE == "cuda" else "a NumPy array"
     if not hasattr(out, "shape"):
         raise TypeError(f"{op}: {name} must be {kind}, got {type(out).__name__}")
@@ -181,17 +193,19 @@ def _out(op, be, out, shape, dtype, name="out", reads=None):
 
 
 def _outs(op, be, out, specs, reads=None):
-    """Check a tuple of out= arrays against (shape, dtype) specs; None entries are allocated
-    (None specs: results not computed, whose entries are ignored). No two may overlap."""
-    if out is not None and (not isinstance(out, tuple) or len(out) != len(specs)):
+    """_out for each (shape, dtype) spec of a multi-result op (None entries of out are
+    allocated); a None spec is a result not asked for, which stays None. No two results
+    may overlap."""
+    if out is None:
+        out = (None,) * len(specs)
+    if not isinstance(out, tuple) or len(out) != len(specs):
         raise TypeError(f"{op}: out must be a tuple of {len(specs)} arrays (or None entries)")
-    given = (None,) * len(specs) if out is None else out
     checked, earlier = [], dict(reads or {})
-    for i, (o, spec) in enumerate(zip(given, specs)):
+    for i, (o, spec) in enumerate(zip(out, specs)):
         o = None if spec is None else _out(op, be, o, *spec, name=f"out[{i}]", reads=earlier)
         earlier[f"out[{i}]"] = o
         checked.append(o)
-    return None if out is None else tuple(checked)
+    return tuple(checked)
 
 
 def _conv_out(op, size, kernel, stride, padding, dilation, what):
@@ -211,7 +225,8 @@ def _conv_out(op, size, kernel, stride, padding, dilation, what):
                 f"({kernel[0]}x{kernel[1]}, extent {extent} along {'HW'[axis]}) is larger than "
                 f"the padded input ({size[0]}x{size[1]} padded by {padding} -> "
                 f"{size[0] + 2 * padding[0]}x{size[1] + 2 * padding[1]}); {what}")
-        out.append((padded - extent) // stride[axis] + 1)
+        out.append(backends.conv_output_size(size[axis], kernel[axis], stride[axis],
+                                             padding[axis], dilation[axis]))
     return tuple(out)
 
 
@@ -624,6 +639,7 @@ def _channels(op, name, a, x):
     if tuple(a.shape) != (x.shape[1],):
         raise ValueError(f"{op}: {name} must have shape ({x.shape[1]},) for x.shape="
                          f"{tuple(x.shape)}, got {tuple(a.shape)}")
+    return a
 
 
 def batch_norm(x, gamma, beta, running_mean=None, running_var=None, momentum=0.1, eps=1e-5,
@@ -646,21 +662,18 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, momentum=0.1
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"{op}: give both running_mean and running_var, or neither")
     training = _args.flag(op, "training", training)
-    if training:   # the running statistics are updated in place: checked like out=
-        reads = {"x": x, "gamma": gamma, "beta": beta}
-        running_mean = _out(op, be, running_mean, (c,), x.dtype, "running_mean", reads)
-        reads["running_mean"] = running_mean
-        running_var = _out(op, be, running_var, (c,), x.dtype, "running_var", reads)
-        reads["running_var"] = running_var
-    elif running_mean is None:
+    if not training and running_mean is None:
         raise ValueError(f"{op}: evaluation (training=False) needs running_mean and running_var")
-    else:
-        _, running_mean, running_var = _floats(op, be, x=x, running_mean=running_mean,
-                                               running_var=running_var)
-        for name, a in (("running_mean", running_mean), ("running_var", running_var)):
-            _channels(op, name, a, x)
-        reads = {"x": x, "gamma": gamma, "beta": beta, "running_mean": running_mean,
-                 "running_var": running_var}
+    reads = {"x": x, "gamma": gamma, "beta": beta}
+    stats = {"running_mean": running_mean, "running_var": running_var}
+    if training and running_mean is not None:   # updated in place: checked like out=
+        for name, a in stats.items():
+            reads[name] = _checked_out(op, be, a, (c,), x.dtype, name, reads)
+    elif running_mean is not None:              # only read
+        _, *stats = _floats(op, be, x=x, **stats)
+        for name, a in zip(("running_mean", "running_var"), stats):
+            reads[name] = _channels(op, name, a, x)
+    running_mean, running_var = reads.get("running_mean"), reads.get("running_var")
     if training and x.size // max(c, 1) < 2:
         raise ValueError(f"{op}: training needs more than one value per channel "
                          f"(x.shape={tuple(x.shape)})")
@@ -789,8 +802,9 @@ def count_correct(scores, labels, *, backend=None, into=None):
     be = _backend(op, backend, {"scores": scores, "labels": labels, "into": into})
     (scores,) = _floats(op, be, scores=scores)
     labels = _labels(op, be, scores, labels)
-    into = _out(op, be, into, (1,), np.dtype(np.int64), "into",
-                reads={"scores": scores, "labels": labels})
+    if into is not None:
+        into = _checked_out(op, be, into, (1,), np.dtype(np.int64), "into",
+                            reads={"scores": scores, "labels": labels})
     return be.count_correct(scores, labels, into=into)
 
 
@@ -816,7 +830,8 @@ def _step_arrays(op, backend, param, grad, optional=(), **state):
     for name, a in {"param": param, **state}.items():
         if a is None and name not in optional:
             raise TypeError(f"{op}: {name} is updated in place, so it must be an array, got None")
-        reads[name] = _out(op, be, a, shape, dtype, name, reads)
+        if a is not None:
+            reads[name] = _checked_out(op, be, a, shape, dtype, name, reads)
     return be, grad
 
 

@@ -98,22 +98,16 @@ def to_host(a):
     return asarray(a).copy_to_host()
 
 
-def output(out, shape, dtype):
-    """Where an op writes a result: out (as a Numba view, no copy) or a new array."""
-    return empty(shape, dtype) if out is None else asarray(out)
+def view(out):
+    """A Numba view of an out= array (no copy): fastcnn.functional hands every op the
+    arrays to fill, which may be CuPy arrays or PyTorch tensors. The op returns out
+    itself, so that op(..., out=o) is o."""
+    return asarray(out)
 
 
-def outputs(out, specs):
-    """output() for each (shape, dtype) of a multi-result op; out is a tuple or None."""
-    return [output(o, *spec) for o, spec in zip(out or (None,) * len(specs), specs)]
-
-
-def returned(out, made):
-    """What an op returns: the caller's out arrays themselves where given (so that
-    op(..., out=o) is o, even for a CuPy or PyTorch o), else the arrays it made."""
-    if isinstance(made, (list, tuple)):
-        return tuple(m if o is None else o for o, m in zip(out or (None,) * len(made), made))
-    return made if out is None else out
+def views(out):
+    """view() of each array of a multi-result op's out tuple (None stays None)."""
+    return [None if o is None else asarray(o) for o in out]
 
 
 def flat(a):
@@ -122,7 +116,7 @@ def flat(a):
 
 
 @kernel(lambda f: (f[::1], f))
-def _fill(F):
+def fill_kernel(F):
     def fill(a, value):
         for i in range(cuda.grid(1), a.size, cuda.gridsize(1)):
             a[i] = value
@@ -131,11 +125,11 @@ def _fill(F):
 
 def fill(a, value):
     """Set every element of the contiguous device array a to value."""
-    _fill(a.dtype)[blocks_for(a.size), THREADS](flat(a), a.dtype.type(value))
+    fill_kernel(a.dtype)[blocks_for(a.size), THREADS](flat(a), a.dtype.type(value))
 
 
 @kernel(lambda f: (f[::1], f))
-def _scale(F):
+def scale_kernel(F):
     def scale(a, factor):
         for i in range(cuda.grid(1), a.size, cuda.gridsize(1)):
             a[i] *= factor
@@ -145,14 +139,14 @@ def _scale(F):
 def scale(a, factor):
     """a *= factor on the contiguous device array a (fastcnn.distributed averages the
     summed gradients with it where CUDA-aware MPI leaves them on the GPU)."""
-    _scale(a.dtype)[blocks_for(a.size), THREADS](flat(a), a.dtype.type(factor))
+    scale_kernel(a.dtype)[blocks_for(a.size), THREADS](flat(a), a.dtype.type(factor))
 
 
 # ---------------------------------------------------------------- strided arrays
 
 
 @kernel(lambda f: (f[:, :, :, :], f[:, :, :, ::1]))
-def _copy4(F):
+def copy4_kernel(F):
     def copy4(src, dst):
         """dst[...] = src for 4-D arrays, src with any strides."""
         n0, n1, n2, n3 = dst.shape
@@ -176,7 +170,7 @@ def _contiguous_copy(a):
     else:
         src = cuda.devicearray.DeviceNDArray(shape, strides, a.dtype, gpu_data=a.gpu_data)
     out = empty(shape, a.dtype)
-    _copy4(a.dtype)[blocks_for(a.size), THREADS](src, out)
+    copy4_kernel(a.dtype)[blocks_for(a.size), THREADS](src, out)
     return out.reshape(a.shape)
 
 
@@ -227,7 +221,7 @@ def _trusted(indices, size):
 
 
 @kernel(lambda f: (f[::1], f[::1], i32[::1], boolean), dtypes=(np.int32, np.int64))
-def _min_max(F):
+def min_max_kernel(F):
     def min_max(indices, partials, as_int32, convert):
         """Per block b: the min and max of indices into partials[2b], partials[2b + 1];
         if convert, also indices as int32 into as_int32."""
@@ -274,7 +268,7 @@ def check_range(op, name, indices, size):
         return as_int32
     blocks = blocks_for(indices.size)
     partials = scratch("index_range", (2 * blocks,), indices.dtype)
-    _min_max(indices.dtype)[blocks, THREADS](flat(indices), partials, flat(as_int32), convert)
+    min_max_kernel(indices.dtype)[blocks, THREADS](flat(indices), partials, flat(as_int32), convert)
     # The partials hold each block's min and max: their range is the indices' range.
     _numpy.check_indices(op, name, partials.copy_to_host(), size)
     return as_int32

@@ -17,7 +17,7 @@ A 1x1 kernel with stride 1 and no padding needs no unfolding: cols[n] is x[n].
 from numba import cuda
 
 from .. import conv_output_size
-from ._arrays import output, returned, scratch
+from ._arrays import scratch, view, views
 from ._jit import THREADS, i64, image_grid, kernel
 from .gemm import BIAS_PER_ROW, Operand, gemm, gemm_sum
 from .reduce import sum_channels
@@ -30,7 +30,7 @@ def _geometry_signature(f):
 
 
 @kernel(_geometry_signature)
-def _im2col(F):
+def im2col_kernel(F):
     def im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, ow):
         """cols[n, (c, i, j), (oh, ow)] = x[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw],
         0 in the padding. One thread per column entry, consecutive threads along the
@@ -49,7 +49,7 @@ def _im2col(F):
 
 
 @kernel(_geometry_signature)
-def _col2im(F):
+def col2im_kernel(F):
     def col2im(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, ow):
         """x[n, c, h, w] = the sum of the column entries im2col took from (h, w): tap (i, j)
         saw it from output (oh, ow) where oh*sh = h + ph - i*dh (and likewise for w)."""
@@ -82,28 +82,27 @@ def _geometry(x_shape, kernel_size, stride, padding, dilation):
 
 def _unfold(x, cols, geometry, ow):
     n, c = x.shape[:2]
-    _im2col(x.dtype)[image_grid(cols.shape[2], c * geometry[0] * geometry[1], n), THREADS](
+    im2col_kernel(x.dtype)[image_grid(cols.shape[2], c * geometry[0] * geometry[1], n), THREADS](
         x, cols, *geometry, ow)
 
 
 def _fold(cols, x, geometry, ow):
     n, c, h, w = x.shape
-    _col2im(x.dtype)[image_grid(h * w, c, n), THREADS](x, cols, *geometry, ow)
+    col2im_kernel(x.dtype)[image_grid(h * w, c, n), THREADS](x, cols, *geometry, ow)
 
 
-def im2col(x, kernel_size, stride, padding, dilation, *, out=None):
-    geometry, (oh, ow) = _geometry(x.shape, kernel_size, stride, padding, dilation)
-    n, c = x.shape[:2]
-    cols = output(out, (n, c * kernel_size[0] * kernel_size[1], oh * ow), x.dtype)
+def im2col(x, kernel_size, stride, padding, dilation, *, out):
+    geometry, (_, ow) = _geometry(x.shape, kernel_size, stride, padding, dilation)
+    cols = view(out)
     _unfold(x, cols, geometry, ow)
-    return returned(out, cols)
+    return out
 
 
-def col2im(cols, input_shape, kernel_size, stride, padding, dilation, *, out=None):
+def col2im(cols, input_shape, kernel_size, stride, padding, dilation, *, out):
     geometry, (_, ow) = _geometry(input_shape, kernel_size, stride, padding, dilation)
-    x = output(out, input_shape, cols.dtype)
+    x = view(out)
     _fold(cols, x, geometry, ow)
-    return returned(out, x)
+    return out
 
 
 class _Columns:
@@ -138,27 +137,23 @@ class _Columns:
         _fold(dcols, dx, self.geometry, self.ow)
 
 
-def conv2d(x, weight, bias, stride, padding, dilation, *, out=None):
+def conv2d(x, weight, bias, stride, padding, dilation, *, out):
     k = weight.shape[0]
     columns = _Columns(x, weight, stride, padding, dilation)
     rows, pixels = columns.rows, columns.pixels
-    oh = pixels // columns.ow
-    y = output(out, (x.shape[0], k, oh, columns.ow), x.dtype)
+    y = view(out)
     w2 = Operand(weight, 0, rows, 1)                      # W as (K, C*kh*kw)
     for start, stop, cols in columns.chunks():
         gemm(y[start:stop], w2, Operand(cols, rows * pixels, pixels, 1), k, pixels, rows,
              batches=stop - start, c_z=k * pixels, bias=bias, bias_per=BIAS_PER_ROW)
-    return returned(out, y)
+    return out
 
 
-def conv2d_backward(dy, x, weight, stride, padding, dilation, need_dx, *, out=None):
+def conv2d_backward(dy, x, weight, stride, padding, dilation, need_dx, *, out):
     k = weight.shape[0]
     columns = _Columns(x, weight, stride, padding, dilation)
     rows, pixels = columns.rows, columns.pixels
-    dtype = x.dtype
-    out = out or (None, None, None)
-    dx = output(out[0], x.shape, dtype) if need_dx else None
-    dweight, dbias = output(out[1], weight.shape, dtype), output(out[2], (k,), dtype)
+    dx, dweight, dbias = views(out)
     sum_channels(dy.reshape((dy.shape[0], k, pixels)), dbias)
     for start, stop, cols in columns.chunks():
         images = stop - start
@@ -174,4 +169,4 @@ def conv2d_backward(dy, x, weight, stride, padding, dilation, need_dx, *, out=No
                  batches=images, c_z=rows * pixels)
             if not columns.identity:
                 columns.fold(cols, dx[start:stop])
-    return returned(out, (dx, dweight, dbias))
+    return out

@@ -24,9 +24,9 @@ from math import ceil
 
 from numba import cuda
 
-from ._arrays import flat, output, returned, scratch
+from ._arrays import flat, scratch
 from ._jit import SIMULATOR, boolean, i64, kernel, target_blocks
-from .reduce import sum_channels, sum_splits
+from .reduce import sum_splits
 
 BK = 8
 # Threads per block along each axis: 16 x 16 on a GPU; 4 x 4 on the simulator (each
@@ -53,7 +53,7 @@ def _two_blocks_per_sm(dtype, TM, TN, RM, RN, BK):
 
 
 @kernel(_gemm_signature, variants=CONFIGS, launch_bounds=_two_blocks_per_sm)
-def _gemm(F, TM, TN, RM, RN, BK):
+def gemm_kernel(F, TM, TN, RM, RN, BK):
     BM, BN, THREADS = TM * RM, TN * RN, TM * TN
     A_LOADS, B_LOADS = ceil(BM * BK / THREADS), ceil(BN * BK / THREADS)
     A_SHAPE, B_SHAPE = (BK, BM + PAD), (BK, BN + PAD)   # constants, as shared arrays need
@@ -188,7 +188,7 @@ def _launch(c, a, b, m, n, k, batches, per_block, c_z, bias, bias_per, accumulat
     r_m, r_n = config[2:4]
     grid = (ceil(n / (TN * r_n)), ceil(m / (TM * r_m)), grid_z)
     c = flat(c)
-    _gemm(c.dtype, *config)[grid, (TN, TM)](
+    gemm_kernel(c.dtype, *config)[grid, (TN, TM)](
         a.array, b.array, c, c if bias is None else flat(bias), m, n, k, batches, per_block,
         *a.strides, *b.strides, c_z, NO_BIAS if bias is None else bias_per, accumulate)
 
@@ -214,37 +214,3 @@ def gemm_sum(c, a, b, m, n, k, batches, accumulate=False):
     partials = scratch("gemm_partials", (splits, m * n), c.dtype)
     _launch(partials, a, b, m, n, k, batches, per_block, m * n, None, NO_BIAS, False)
     sum_splits(partials, flat(c), accumulate)
-
-
-# ---------------------------------------------------------------- the dense ops
-
-
-def matmul(a, b, *, out=None):
-    """c = a b."""
-    (m, k), n = a.shape, b.shape[1]
-    c = output(out, (m, n), a.dtype)
-    gemm(c, Operand(a, 0, k, 1), Operand(b, 0, n, 1), m, n, k)
-    return returned(out, c)
-
-
-def linear(x, weight, bias, *, out=None):
-    """y = x weight^T + bias, weight read transposed through its strides."""
-    (batch, fin), fout = x.shape, weight.shape[0]
-    y = output(out, (batch, fout), x.dtype)
-    gemm(y, Operand(x, 0, fin, 1), Operand(weight, 0, 1, fin), batch, fout, fin,
-         bias=bias, bias_per=BIAS_PER_COLUMN)
-    return returned(out, y)
-
-
-def linear_backward(dy, x, weight, need_dx, *, out=None):
-    """(dx, dweight, dbias) = (dy weight, dy^T x, dy summed over the batch); dx None unless
-    need_dx."""
-    (batch, fin), fout = x.shape, weight.shape[0]
-    out = out or (None, None, None)
-    dx = output(out[0], x.shape, x.dtype) if need_dx else None
-    dweight, dbias = output(out[1], weight.shape, x.dtype), output(out[2], (fout,), x.dtype)
-    if need_dx:
-        gemm(dx, Operand(dy, 0, fout, 1), Operand(weight, 0, fin, 1), batch, fin, fout)
-    gemm(dweight, Operand(dy, 0, 1, fout), Operand(x, 0, fin, 1), fout, fin, batch)
-    sum_channels(dy.reshape((batch, fout, 1)), dbias)
-    return returned(out, (dx, dweight, dbias))

@@ -17,9 +17,9 @@ import math
 import numpy as np
 from numba import cuda
 
-from ._arrays import asarray, check_range, flat, output, returned, scratch
+from ._arrays import asarray, check_range, flat, scratch, view
 from ._jit import THREADS, blocks_for, boolean, i32, i64, kernel
-from .activations import sigmoid_of
+from .elementwise import sigmoid_of
 from .reduce import block_sum, total
 
 
@@ -27,7 +27,7 @@ from .reduce import block_sum, total
 
 
 @kernel(lambda f: (f[::1], i32[::1]), dtypes=(np.int64, np.uint8))
-def _labels_as_int32(F):
+def labels_as_int32_kernel(F):
     lo, hi = max(np.iinfo(F).min, -2**31), min(np.iinfo(F).max, 2**31 - 1)
 
     def labels_as_int32(labels, out):
@@ -43,7 +43,7 @@ def check_labels(op, labels, classes):
     if labels.dtype == np.int32:
         return labels
     as_int32 = scratch("labels_int32", labels.shape, np.int32)
-    _labels_as_int32(labels.dtype)[blocks_for(labels.size), THREADS](labels, as_int32)
+    labels_as_int32_kernel(labels.dtype)[blocks_for(labels.size), THREADS](labels, as_int32)
     return as_int32
 
 
@@ -58,7 +58,7 @@ def _raise_if_bad(op, bad, labels, classes):
 
 
 @kernel(lambda f: (f[:, ::1], i32[::1], f[:, ::1], f[:, ::1]))
-def _softmax_cross_entropy(F):
+def softmax_cross_entropy_kernel(F):
     def softmax_cross_entropy(logits, labels, probs, partials):
         """Per row (one thread each): z = logits - max, lse = log sum exp z,
         probs = exp(z - lse), loss = lse - z[label]; the losses summed per block into
@@ -90,7 +90,7 @@ def _softmax_cross_entropy(F):
 
 
 @kernel(lambda f: (f[:, ::1], i32[::1], f[:, ::1]))
-def _softmax_cross_entropy_backward(F):
+def softmax_cross_entropy_backward_kernel(F):
     def softmax_cross_entropy_backward(probs, labels, grad):
         """(probs - onehot(label)) / N; NaN across a row whose label is outside [0, C)."""
         rows, classes = probs.shape
@@ -105,22 +105,22 @@ def _softmax_cross_entropy_backward(F):
     return softmax_cross_entropy_backward
 
 
-def softmax_cross_entropy(logits, labels, *, out=None):
+def softmax_cross_entropy(logits, labels, *, out):
     op = "softmax_cross_entropy"
-    probs = output(out, logits.shape, logits.dtype)
+    probs = view(out)
     blocks = blocks_for(logits.shape[0])
     partials = scratch("loss", (2, blocks), logits.dtype)
-    _softmax_cross_entropy(logits.dtype)[blocks, THREADS](logits, labels, probs, partials)
+    softmax_cross_entropy_kernel(logits.dtype)[blocks, THREADS](logits, labels, probs, partials)
     losses, bad = partials.copy_to_host()   # the op's one copy
     _raise_if_bad(op, bad.any(), labels, logits.shape[1])
-    return math.fsum(losses.astype(np.float64)) / logits.shape[0], returned(out, probs)
+    return math.fsum(losses.astype(np.float64)) / logits.shape[0], out
 
 
-def softmax_cross_entropy_backward(probs, labels, *, out=None):
-    grad = output(out, probs.shape, probs.dtype)
-    _softmax_cross_entropy_backward(probs.dtype)[blocks_for(probs.size), THREADS](
+def softmax_cross_entropy_backward(probs, labels, *, out):
+    grad = view(out)
+    softmax_cross_entropy_backward_kernel(probs.dtype)[blocks_for(probs.size), THREADS](
         probs, labels, grad)
-    return returned(out, grad)
+    return out
 
 
 # ---------------------------------------------------------------- elementwise losses
@@ -141,7 +141,7 @@ def _loss_kernel(name, term):
             if cuda.threadIdx.x == 0:
                 partials[cuda.blockIdx.x] = s
         return loss
-    template.__name__ = name
+    template.__name__ = name + "_kernel"
     return kernel(lambda f: (f[::1], f[::1], f[::1]))(template)
 
 
@@ -153,7 +153,7 @@ def _gradient_kernel(name, term):
             for i in range(cuda.grid(1), pred.size, cuda.gridsize(1)):
                 grad[i] = element(pred[i], target[i]) * inv_size
         return gradient
-    template.__name__ = name
+    template.__name__ = name + "_kernel"
     return kernel(lambda f: (f[::1], f[::1], f[::1], f))(template)
 
 
@@ -219,17 +219,17 @@ def _mean_loss(name, pred, target):
 
 
 def _loss_gradient(name, pred, target, out):
-    grad = output(out, pred.shape, pred.dtype)
+    grad = view(out)
     _LOSSES[name][1](pred.dtype)[blocks_for(pred.size), THREADS](
         flat(pred), flat(target), flat(grad), pred.dtype.type(1 / pred.size))
-    return returned(out, grad)
+    return out
 
 
 def bce_with_logits(logits, targets):
     return _mean_loss("bce_with_logits", logits, targets)
 
 
-def bce_with_logits_backward(logits, targets, *, out=None):
+def bce_with_logits_backward(logits, targets, *, out):
     return _loss_gradient("bce_with_logits", logits, targets, out)
 
 
@@ -237,7 +237,7 @@ def bce(probs, targets):
     return _mean_loss("bce", probs, targets)
 
 
-def bce_backward(probs, targets, *, out=None):
+def bce_backward(probs, targets, *, out):
     return _loss_gradient("bce", probs, targets, out)
 
 
@@ -245,7 +245,7 @@ def mse(pred, target):
     return _mean_loss("mse", pred, target)
 
 
-def mse_backward(pred, target, *, out=None):
+def mse_backward(pred, target, *, out):
     return _loss_gradient("mse", pred, target, out)
 
 
@@ -253,7 +253,7 @@ def mse_backward(pred, target, *, out=None):
 
 
 @kernel(lambda f: (f[:, ::1], i32[::1], i64[:, ::1], i64[::1], boolean))
-def _count_correct(F):
+def count_correct_kernel(F):
     def count_correct(scores, labels, partials, into, add_into):
         """Rows whose first maximum (a NaN counts as the maximum, as NumPy's argmax) is at
         the label, counted per block into partials[0] and the labels outside [0, C) into
@@ -286,7 +286,7 @@ def count_correct(scores, labels, *, into=None):
     blocks = blocks_for(scores.shape[0])
     partials = scratch("count", (2, blocks), np.int64)
     add_into = into is not None
-    _count_correct(scores.dtype)[blocks, THREADS](
+    count_correct_kernel(scores.dtype)[blocks, THREADS](
         scores, labels, partials, asarray(into) if add_into else partials[0], add_into)
     if add_into:
         return into

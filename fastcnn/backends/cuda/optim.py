@@ -1,5 +1,5 @@
 """Optimizer steps: one elementwise kernel each, updating the parameter and its
-state in place (PyTorch's formulas, as reference.py). Scalars that depend only
+state in place (PyTorch's formulas, as reference/optim.py). Scalars that depend only
 on the step (bias corrections, decayed rates) are computed once on the host and
 passed in the parameter's dtype."""
 
@@ -19,7 +19,7 @@ def _decayed(grad, param, weight_decay, zero):
 
 
 @kernel(lambda f: (f[::1], f[::1], f[::1], f, f, boolean, f))
-def _sgd(F):
+def sgd_kernel(F):
     def sgd(param, grad, velocity, lr, momentum, nesterov, weight_decay):
         for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
             g = _decayed(grad[i], param[i], weight_decay, F(0))
@@ -32,7 +32,7 @@ def _sgd(F):
 
 
 @kernel(lambda f: (f[::1], f[::1], f[::1], f[::1], f, f, f, f, f, f))
-def _adam(F):
+def adam_kernel(F):
     def adam(param, grad, m, v, step_size, beta1, beta2, sqrt_bias2, eps, weight_decay):
         for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
             g = _decayed(grad[i], param[i], weight_decay, F(0))
@@ -43,7 +43,7 @@ def _adam(F):
 
 
 @kernel(lambda f: (f[::1], f[::1], f[::1], f, f, f))
-def _adagrad(F):
+def adagrad_kernel(F):
     def adagrad(param, grad, sum_sq, lr, eps, weight_decay):
         for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
             g = _decayed(grad[i], param[i], weight_decay, F(0))
@@ -53,7 +53,7 @@ def _adagrad(F):
 
 
 @kernel(lambda f: (f[::1], f[::1], f[::1], f[::1], f, f, f, f, f))
-def _rmsprop(F):
+def rmsprop_kernel(F):
     def rmsprop(param, grad, square_avg, buf, lr, alpha, eps, weight_decay, momentum):
         for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
             g = _decayed(grad[i], param[i], weight_decay, F(0))
@@ -67,7 +67,7 @@ def _rmsprop(F):
 
 
 @kernel(lambda f: (f[::1], f[::1], f[::1], f[::1], f, f, f, f))
-def _adadelta(F):
+def adadelta_kernel(F):
     def adadelta(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay):
         for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
             g = _decayed(grad[i], param[i], weight_decay, F(0))
@@ -97,23 +97,23 @@ def _launch(template, param, *arrays_then_scalars):
 
 
 def sgd_step(param, grad, velocity, lr, momentum, nesterov, weight_decay):
-    _launch(_sgd, param, grad, velocity, lr, momentum, bool(nesterov), weight_decay)
+    _launch(sgd_kernel, param, grad, velocity, lr, momentum, bool(nesterov), weight_decay)
 
 
 def adam_step(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay):
     bias1, bias2 = 1 - beta1 ** step, 1 - beta2 ** step
-    _launch(_adam, param, grad, m, v, lr / bias1, beta1, beta2, math.sqrt(bias2), eps,
+    _launch(adam_kernel, param, grad, m, v, lr / bias1, beta1, beta2, math.sqrt(bias2), eps,
             weight_decay)
 
 
 def adagrad_step(param, grad, sum_sq, step, lr, lr_decay, eps, weight_decay):
-    _launch(_adagrad, param, grad, sum_sq, lr / (1 + (step - 1) * lr_decay), eps,
+    _launch(adagrad_kernel, param, grad, sum_sq, lr / (1 + (step - 1) * lr_decay), eps,
             weight_decay)
 
 
 def rmsprop_step(param, grad, square_avg, buf, lr, alpha, eps, weight_decay, momentum):
-    _launch(_rmsprop, param, grad, square_avg, buf, lr, alpha, eps, weight_decay, momentum)
+    _launch(rmsprop_kernel, param, grad, square_avg, buf, lr, alpha, eps, weight_decay, momentum)
 
 
 def adadelta_step(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay):
-    _launch(_adadelta, param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay)
+    _launch(adadelta_kernel, param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay)

@@ -1,11 +1,10 @@
-"""Pooling and nearest-neighbour upsampling: one thread per output value forward,
-one per input value backward (a gather), except max-pool's backward (below)."""
+"""Pooling: one thread per output value forward, one per input value backward (a
+gather), except max-pool's backward (below)."""
 
 import numpy as np
 from numba import cuda
 
-from .. import conv_output_size
-from ._arrays import fill, output, outputs, returned, written_indices
+from ._arrays import fill, view, views, written_indices
 from ._jit import THREADS, blocks_for, i32, i64, image_grid, kernel
 
 
@@ -14,7 +13,7 @@ def _pool_signature(f):
 
 
 @kernel(lambda f: (f[:, :, :, ::1], f[:, :, :, ::1], i32[:, :, :, ::1]) + (i64,) * 6)
-def _max_pool(F):
+def max_pool_kernel(F):
     def max_pool(x, y, indices, kh, kw, sh, sw, ph, pw):
         """The window's maximum and where it is (h * W + w). Taps go in row-major order and
         a later one wins only if larger, so ties go to the first; a NaN beats any number
@@ -41,7 +40,7 @@ def _max_pool(F):
 
 
 @kernel(lambda f: (f[:, ::1], i32[:, ::1], f[:, ::1]))
-def _max_pool_backward(F):
+def max_pool_backward_kernel(F):
     def max_pool_backward(dy, indices, dx):
         """dx[plane, indices[plane, o]] += dy[plane, o], dx zeroed before. The indices alone
         do not say which windows overlap (the op is not given the window geometry), so a
@@ -59,7 +58,7 @@ def _max_pool_backward(F):
 
 
 @kernel(_pool_signature)
-def _avg_pool(F):
+def avg_pool_kernel(F):
     def avg_pool(x, y, kh, kw, sh, sw, ph, pw):
         """The window's mean; padding counts as zeros in it (PyTorch's default)."""
         images, channels, height, width = x.shape
@@ -80,7 +79,7 @@ def _avg_pool(F):
 
 
 @kernel(_pool_signature)
-def _avg_pool_backward(F):
+def avg_pool_backward_kernel(F):
     def avg_pool_backward(dy, dx, kh, kw, sh, sw, ph, pw):
         """dx[h, w] = the sum of dy over the windows that contain (h, w), over the window
         size. Window oh covers padded rows oh*sh .. oh*sh + kh - 1."""
@@ -99,89 +98,37 @@ def _avg_pool_backward(F):
     return avg_pool_backward
 
 
-@kernel(lambda f: (f[:, :, :, ::1], f[:, :, :, ::1], i64, i64))
-def _upsample(F):
-    def upsample(x, y, sh, sw):
-        """y[n, c, h, w] = x[n, c, h // sh, w // sw]."""
-        images, channels, height, width = y.shape
-        for n in range(cuda.blockIdx.z, images, cuda.gridDim.z):
-            for c in range(cuda.blockIdx.y, channels, cuda.gridDim.y):
-                for q in range(cuda.grid(1), height * width, cuda.gridsize(1)):
-                    h, w = q // width, q % width
-                    y[n, c, h, w] = x[n, c, h // sh, w // sw]
-    return upsample
-
-
-@kernel(lambda f: (f[:, :, :, ::1], f[:, :, :, ::1], i64, i64))
-def _upsample_backward(F):
-    def upsample_backward(dy, dx, sh, sw):
-        """dx[n, c, h, w] = the sum of dy over the sh x sw block it was copied to."""
-        images, channels, height, width = dx.shape
-        for n in range(cuda.blockIdx.z, images, cuda.gridDim.z):
-            for c in range(cuda.blockIdx.y, channels, cuda.gridDim.y):
-                for q in range(cuda.grid(1), height * width, cuda.gridsize(1)):
-                    h, w = q // width, q % width
-                    total = F(0)
-                    for i in range(sh):
-                        for j in range(sw):
-                            total += dy[n, c, h * sh + i, w * sw + j]
-                    dx[n, c, h, w] = total
-    return upsample_backward
-
-
-def _pooled_shape(x_shape, kernel_size, stride, padding):
-    n, c, h, w = x_shape
-    return (n, c, conv_output_size(h, kernel_size[0], stride[0], padding[0]),
-            conv_output_size(w, kernel_size[1], stride[1], padding[1]))
-
-
-def max_pool2d(x, kernel_size, stride, padding, *, out=None):
-    shape = _pooled_shape(x.shape, kernel_size, stride, padding)
-    y, indices = outputs(out, [(shape, x.dtype), (shape, np.int32)])
-    n, c, oh, ow = shape
-    _max_pool(x.dtype)[image_grid(oh * ow, c, n), THREADS](x, y, indices, *kernel_size,
-                                                           *stride, *padding)
+def max_pool2d(x, kernel_size, stride, padding, *, out):
+    y, indices = views(out)
+    n, c, oh, ow = y.shape
+    max_pool_kernel(x.dtype)[image_grid(oh * ow, c, n), THREADS](
+        x, y, indices, *kernel_size, *stride, *padding)
     written_indices(indices, x.shape[2] * x.shape[3])   # its backward need not check them
-    return returned(out, (y, indices))
+    return out
 
 
-def max_pool2d_backward(dy, indices, input_shape, *, out=None):
+def max_pool2d_backward(dy, indices, input_shape, *, out):
     n, c, h, w = input_shape
-    dx = output(out, input_shape, dy.dtype)
+    dx = view(out)
     fill(dx, 0)   # in parallel, coalesced: faster than each plane's thread zeroing its own
     planes = n * c
-    _max_pool_backward(dy.dtype)[blocks_for(planes), THREADS](
+    max_pool_backward_kernel(dy.dtype)[blocks_for(planes), THREADS](
         dy.reshape((planes, dy.size // planes)), indices.reshape((planes, dy.size // planes)),
         dx.reshape((planes, h * w)))
-    return returned(out, dx)
+    return out
 
 
-def avg_pool2d(x, kernel_size, stride, padding, *, out=None):
-    shape = _pooled_shape(x.shape, kernel_size, stride, padding)
-    y = output(out, shape, x.dtype)
-    n, c, oh, ow = shape
-    _avg_pool(x.dtype)[image_grid(oh * ow, c, n), THREADS](x, y, *kernel_size, *stride,
-                                                           *padding)
-    return returned(out, y)
+def avg_pool2d(x, kernel_size, stride, padding, *, out):
+    y = view(out)
+    n, c, oh, ow = y.shape
+    avg_pool_kernel(x.dtype)[image_grid(oh * ow, c, n), THREADS](
+        x, y, *kernel_size, *stride, *padding)
+    return out
 
 
-def avg_pool2d_backward(dy, input_shape, kernel_size, stride, padding, *, out=None):
+def avg_pool2d_backward(dy, input_shape, kernel_size, stride, padding, *, out):
     n, c, h, w = input_shape
-    dx = output(out, input_shape, dy.dtype)
-    _avg_pool_backward(dy.dtype)[image_grid(h * w, c, n), THREADS](dy, dx, *kernel_size,
-                                                                   *stride, *padding)
-    return returned(out, dx)
-
-
-def upsample_nearest2d(x, scale_factor, *, out=None):
-    (n, c, h, w), (sh, sw) = x.shape, scale_factor
-    y = output(out, (n, c, h * sh, w * sw), x.dtype)
-    _upsample(x.dtype)[image_grid(h * sh * w * sw, c, n), THREADS](x, y, sh, sw)
-    return returned(out, y)
-
-
-def upsample_nearest2d_backward(dy, scale_factor, *, out=None):
-    (n, c, h, w), (sh, sw) = dy.shape, scale_factor
-    dx = output(out, (n, c, h // sh, w // sw), dy.dtype)
-    _upsample_backward(dy.dtype)[image_grid(h // sh * (w // sw), c, n), THREADS](dy, dx, sh, sw)
-    return returned(out, dx)
+    dx = view(out)
+    avg_pool_backward_kernel(dy.dtype)[image_grid(h * w, c, n), THREADS](
+        dy, dx, *kernel_size, *stride, *padding)
+    return out

@@ -19,9 +19,10 @@ from openmp cimport omp_get_max_threads
 
 from blas cimport gemm, real
 
-from fastcnn._kernels import winograd
-from fastcnn._kernels.blas_threads import single_threaded_blas
-from fastcnn._kernels.workspace import workspace
+from fastcnn.backends import conv_output_size
+from fastcnn.backends.cpu import winograd
+from fastcnn.backends.cpu.blas_threads import single_threaded_blas
+from fastcnn.backends.cpu.workspace import workspace
 
 
 cdef struct Geometry:
@@ -37,8 +38,8 @@ cdef Geometry geometry(tuple shape, tuple kernel_size, tuple stride, tuple paddi
     g.sh, g.sw = stride
     g.ph, g.pw = padding
     g.dh, g.dw = dilation
-    g.oh = (g.h + 2 * g.ph - g.dh * (g.kh - 1) - 1) // g.sh + 1
-    g.ow = (g.w + 2 * g.pw - g.dw * (g.kw - 1) - 1) // g.sw + 1
+    g.oh = conv_output_size(g.h, g.kh, g.sh, g.ph, g.dh)
+    g.ow = conv_output_size(g.w, g.kw, g.sw, g.pw, g.dw)
     return g
 
 
@@ -166,10 +167,9 @@ cdef void _col2im(const real[:, :, ::1] cols, real[:, :, :, ::1] x, Geometry g) 
         col2im_image(<real*>&cols[n, 0, 0], g, &x[n, 0, 0, 0], False)
 
 
-def im2col(x, kernel_size, stride, padding, dilation, *, out=None):
+def im2col(x, kernel_size, stride, padding, dilation, *, out):
     cdef Geometry g = geometry(x.shape, kernel_size, stride, padding, dilation)
-    cols = out if out is not None else np.empty(
-        (x.shape[0], g.c * g.kh * g.kw, g.oh * g.ow), x.dtype)
+    cols = out
     if x.dtype == np.float32:
         _im2col[float](x, cols, g)
     else:
@@ -177,9 +177,9 @@ def im2col(x, kernel_size, stride, padding, dilation, *, out=None):
     return cols
 
 
-def col2im(cols, input_shape, kernel_size, stride, padding, dilation, *, out=None):
+def col2im(cols, input_shape, kernel_size, stride, padding, dilation, *, out):
     cdef Geometry g = geometry(input_shape, kernel_size, stride, padding, dilation)
-    x = out if out is not None else np.empty(input_shape, cols.dtype)
+    x = out
     if cols.dtype == np.float32:
         _col2im[float](cols, x, g)
     else:
@@ -224,11 +224,11 @@ cdef void _conv2d(const real[:, :, :, ::1] x, const real[:, :, :, ::1] weight,
              beta, yn, plane)
 
 
-def conv2d(x, weight, bias, stride, padding, dilation, *, out=None):
+def conv2d(x, weight, bias, stride, padding, dilation, *, out):
     if winograd.applies(x.shape, weight.shape, stride, padding, dilation):
         return winograd.conv2d(x, weight, bias, padding, out=out)
     cdef Geometry g = geometry(x.shape, weight.shape[2:], stride, padding, dilation)
-    y = out if out is not None else np.empty((x.shape[0], weight.shape[0], g.oh, g.ow), x.dtype)
+    y = out
     cdef Py_ssize_t per_thread = 0 if is_pointwise(&g) else g.c * g.kh * g.kw * g.oh * g.ow
     cdef Py_ssize_t data
     with workspace(omp_get_max_threads() * per_thread, x.dtype) as ws, single_threaded_blas():
@@ -296,14 +296,8 @@ cdef void _conv2d_backward(const real[:, :, :, ::1] dy, const real[:, :, :, ::1]
             dbias[o] += dw_t[k * ckk + o]
 
 
-def conv2d_backward(dy, x, weight, stride, padding, dilation, need_dx, *, out=None):
-    dx, dweight, dbias = out if out is not None else (None, None, None)
-    if need_dx and dx is None:
-        dx = np.empty(x.shape, x.dtype)
-    if dweight is None:
-        dweight = np.empty(weight.shape, x.dtype)
-    if dbias is None:
-        dbias = np.empty(weight.shape[0], x.dtype)
+def conv2d_backward(dy, x, weight, stride, padding, dilation, need_dx, *, out):
+    dx, dweight, dbias = out
     if winograd.applies(x.shape, weight.shape, stride, padding, dilation):
         if need_dx:   # dx of a 3x3 stride-1 conv is itself such a conv
             winograd.conv2d_input_grad(dy, weight, padding, out=dx)

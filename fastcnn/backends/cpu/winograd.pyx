@@ -24,8 +24,8 @@ from openmp cimport omp_get_max_threads
 
 from blas cimport gemm, real
 
-from fastcnn._kernels.blas_threads import single_threaded_blas
-from fastcnn._kernels.workspace import workspace
+from fastcnn.backends.cpu.blas_threads import single_threaded_blas
+from fastcnn.backends.cpu.workspace import workspace
 
 # Below this many channels the 16 gemms are too thin and im2col + one gemm wins.
 MIN_CHANNELS = 16
@@ -185,13 +185,12 @@ cdef void _conv2d(const real* x, Py_ssize_t n_total, const real* u, const real* 
         output_transform(m, bias, g, n_images, rows, y + first * g.k * g.oh * g.ow)
 
 
-cdef Tiling tiling(tuple x_shape, int k, tuple padding):
+cdef Tiling tiling(tuple x_shape, tuple y_shape, tuple padding):
     cdef Tiling g
     n = x_shape[0]
     g.c, g.h, g.w = x_shape[1], x_shape[2], x_shape[3]
-    g.k = k
+    g.k, g.oh, g.ow = y_shape[1], y_shape[2], y_shape[3]
     g.ph, g.pw = padding
-    g.oh, g.ow = g.h + 2 * g.ph - 2, g.w + 2 * g.pw - 2
     g.th, g.tw = (g.oh + 1) // 2, (g.ow + 1) // 2
     g.pad_h, g.pad_w = 2 * g.th + 2, 2 * g.tw + 2
     g.images = max(1, min(n, TILES_PER_CHUNK // (g.th * g.tw)))
@@ -199,11 +198,11 @@ cdef Tiling tiling(tuple x_shape, int k, tuple padding):
     return g
 
 
-def conv2d(x, weight, bias, padding, *, out=None):
+def conv2d(x, weight, bias, padding, *, out):
     """conv2d(x, weight, bias, stride=1, padding, dilation=1) for a 3x3 weight."""
-    cdef Tiling g = tiling(x.shape, weight.shape[0], padding)
+    y = out
+    cdef Tiling g = tiling(x.shape, y.shape, padding)
     n = x.shape[0]
-    y = out if out is not None else np.empty((n, g.k, g.oh, g.ow), x.dtype)
     u = np.empty((16, g.k, g.c), x.dtype)
     # [padded plane | transform rows | V | M]
     cdef Py_ssize_t per_thread = (g.pad_h * g.pad_w + row_space(&g)
@@ -224,7 +223,7 @@ def conv2d(x, weight, bias, padding, *, out=None):
     return y
 
 
-def conv2d_input_grad(dy, weight, padding, *, out=None):
+def conv2d_input_grad(dy, weight, padding, *, out):
     """dx of a 3x3 stride-1 conv: dy convolved with the flipped filters, transposed
     (in and out channels swap), padded by 2 - padding."""
     flipped = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
@@ -376,7 +375,7 @@ cdef void _weight_grad(const real* dy, const real* x, Py_ssize_t n_total, real* 
 def weight_grad(dy, x, padding, *, out):
     """(dweight, dbias) of a 3x3 stride-1 conv, written into out = (dweight, dbias)."""
     dweight, dbias = out
-    cdef Tiling g = tiling(x.shape, dy.shape[1], padding)
+    cdef Tiling g = tiling(x.shape, dy.shape, padding)
     cdef int nthreads = min(omp_get_max_threads(), (x.shape[0] + g.images - 1) // g.images)
     # [z: 16 x C x K | db: K | padded plane | transform rows | V | D | pixel-major dy]
     cdef Py_ssize_t per_thread = (16 * g.c * g.k + g.k + g.pad_h * g.pad_w + row_space(&g)

@@ -6,8 +6,8 @@ import math
 import numpy as np
 from numba import cuda
 
-from .. import reference
-from ._arrays import flat, output, outputs, returned, written_indices
+from .. import dropout_hash
+from ._arrays import flat, view, views, written_indices
 from ._jit import THREADS, blocks_for, i32, kernel, u64
 
 
@@ -28,7 +28,7 @@ def _backward_with(f):
 
 
 @kernel(_unary)
-def _relu(F):
+def relu_kernel(F):
     def relu(x, y):
         for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
             y[i] = max(x[i], F(0))
@@ -36,7 +36,7 @@ def _relu(F):
 
 
 @kernel(_backward)
-def _relu_backward(F):
+def relu_backward_kernel(F):
     def relu_backward(dy, y, dx):
         for i in range(cuda.grid(1), dy.size, cuda.gridsize(1)):
             dx[i] = dy[i] if y[i] > F(0) else F(0)
@@ -44,7 +44,7 @@ def _relu_backward(F):
 
 
 @kernel(_unary_with)
-def _leaky_relu(F):
+def leaky_relu_kernel(F):
     def leaky_relu(x, y, slope):
         for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
             y[i] = x[i] if x[i] > F(0) else x[i] * slope
@@ -52,7 +52,7 @@ def _leaky_relu(F):
 
 
 @kernel(_backward_with)
-def _leaky_relu_backward(F):
+def leaky_relu_backward_kernel(F):
     def leaky_relu_backward(dy, x, dx, slope):
         for i in range(cuda.grid(1), dy.size, cuda.gridsize(1)):
             dx[i] = dy[i] if x[i] > F(0) else dy[i] * slope
@@ -60,7 +60,7 @@ def _leaky_relu_backward(F):
 
 
 @kernel(_unary_with)
-def _elu(F):
+def elu_kernel(F):
     def elu(x, y, alpha):
         for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
             y[i] = x[i] if x[i] > F(0) else alpha * math.expm1(min(x[i], F(0)))
@@ -68,7 +68,7 @@ def _elu(F):
 
 
 @kernel(_backward_with)
-def _elu_backward(F):
+def elu_backward_kernel(F):
     def elu_backward(dy, y, dx, alpha):
         """Below zero dy/dx = alpha * exp(x) = y + alpha."""
         for i in range(cuda.grid(1), dy.size, cuda.gridsize(1)):
@@ -83,7 +83,7 @@ def sigmoid_of(x, half, one):
 
 
 @kernel(_unary)
-def _sigmoid(F):
+def sigmoid_kernel(F):
     def sigmoid(x, y):
         for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
             y[i] = sigmoid_of(x[i], F(0.5), F(1))
@@ -91,7 +91,7 @@ def _sigmoid(F):
 
 
 @kernel(_backward)
-def _sigmoid_backward(F):
+def sigmoid_backward_kernel(F):
     def sigmoid_backward(dy, y, dx):
         for i in range(cuda.grid(1), dy.size, cuda.gridsize(1)):
             dx[i] = dy[i] * y[i] * (F(1) - y[i])
@@ -99,7 +99,7 @@ def _sigmoid_backward(F):
 
 
 @kernel(_unary)
-def _tanh(F):
+def tanh_kernel(F):
     def tanh(x, y):
         for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
             y[i] = math.tanh(x[i])
@@ -107,7 +107,7 @@ def _tanh(F):
 
 
 @kernel(_backward)
-def _tanh_backward(F):
+def tanh_backward_kernel(F):
     def tanh_backward(dy, y, dx):
         for i in range(cuda.grid(1), dy.size, cuda.gridsize(1)):
             dx[i] = dy[i] * (F(1) - y[i] * y[i])
@@ -115,7 +115,7 @@ def _tanh_backward(F):
 
 
 @kernel(lambda f: (f[:, ::1], f[:, ::1]))
-def _softmax(F):
+def softmax_kernel(F):
     def softmax(x, y):
         """exp(x - max) / sum, per row."""
         for r in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
@@ -132,7 +132,7 @@ def _softmax(F):
 
 
 @kernel(lambda f: (f[:, ::1], f[:, ::1], f[:, ::1]))
-def _softmax_backward(F):
+def softmax_backward_kernel(F):
     def softmax_backward(dy, y, dx):
         """y * (dy - <dy, y>), per row."""
         for r in range(cuda.grid(1), dy.shape[0], cuda.gridsize(1)):
@@ -144,69 +144,69 @@ def _softmax_backward(F):
     return softmax_backward
 
 
-def _elementwise(template, x, *args, out=None):
-    y = output(out, x.shape, x.dtype)
+def _elementwise(template, x, *args, out):
+    y = view(out)
     template(x.dtype)[blocks_for(x.size), THREADS](flat(x), flat(y), *args)
-    return returned(out, y)
+    return out
 
 
-def _elementwise_backward(template, dy, saved, *args, out=None):
-    dx = output(out, dy.shape, dy.dtype)
+def _elementwise_backward(template, dy, saved, *args, out):
+    dx = view(out)
     template(dy.dtype)[blocks_for(dy.size), THREADS](flat(dy), flat(saved), flat(dx), *args)
-    return returned(out, dx)
+    return out
 
 
-def relu(x, *, out=None):
-    return _elementwise(_relu, x, out=out)
+def relu(x, *, out):
+    return _elementwise(relu_kernel, x, out=out)
 
 
-def relu_backward(dy, y, *, out=None):
-    return _elementwise_backward(_relu_backward, dy, y, out=out)
+def relu_backward(dy, y, *, out):
+    return _elementwise_backward(relu_backward_kernel, dy, y, out=out)
 
 
-def leaky_relu(x, negative_slope, *, out=None):
-    return _elementwise(_leaky_relu, x, x.dtype.type(negative_slope), out=out)
+def leaky_relu(x, negative_slope, *, out):
+    return _elementwise(leaky_relu_kernel, x, x.dtype.type(negative_slope), out=out)
 
 
-def leaky_relu_backward(dy, x, negative_slope, *, out=None):
-    return _elementwise_backward(_leaky_relu_backward, dy, x, dy.dtype.type(negative_slope),
+def leaky_relu_backward(dy, x, negative_slope, *, out):
+    return _elementwise_backward(leaky_relu_backward_kernel, dy, x, dy.dtype.type(negative_slope),
                                  out=out)
 
 
-def elu(x, alpha, *, out=None):
-    return _elementwise(_elu, x, x.dtype.type(alpha), out=out)
+def elu(x, alpha, *, out):
+    return _elementwise(elu_kernel, x, x.dtype.type(alpha), out=out)
 
 
-def elu_backward(dy, y, alpha, *, out=None):
-    return _elementwise_backward(_elu_backward, dy, y, dy.dtype.type(alpha), out=out)
+def elu_backward(dy, y, alpha, *, out):
+    return _elementwise_backward(elu_backward_kernel, dy, y, dy.dtype.type(alpha), out=out)
 
 
-def sigmoid(x, *, out=None):
-    return _elementwise(_sigmoid, x, out=out)
+def sigmoid(x, *, out):
+    return _elementwise(sigmoid_kernel, x, out=out)
 
 
-def sigmoid_backward(dy, y, *, out=None):
-    return _elementwise_backward(_sigmoid_backward, dy, y, out=out)
+def sigmoid_backward(dy, y, *, out):
+    return _elementwise_backward(sigmoid_backward_kernel, dy, y, out=out)
 
 
-def tanh(x, *, out=None):
-    return _elementwise(_tanh, x, out=out)
+def tanh(x, *, out):
+    return _elementwise(tanh_kernel, x, out=out)
 
 
-def tanh_backward(dy, y, *, out=None):
-    return _elementwise_backward(_tanh_backward, dy, y, out=out)
+def tanh_backward(dy, y, *, out):
+    return _elementwise_backward(tanh_backward_kernel, dy, y, out=out)
 
 
-def softmax(x, *, out=None):
-    y = output(out, x.shape, x.dtype)
-    _softmax(x.dtype)[blocks_for(x.shape[0]), THREADS](x, y)
-    return returned(out, y)
+def softmax(x, *, out):
+    y = view(out)
+    softmax_kernel(x.dtype)[blocks_for(x.shape[0]), THREADS](x, y)
+    return out
 
 
-def softmax_backward(dy, y, *, out=None):
-    dx = output(out, dy.shape, dy.dtype)
-    _softmax_backward(dy.dtype)[blocks_for(dy.shape[0]), THREADS](dy, y, dx)
-    return returned(out, dx)
+def softmax_backward(dy, y, *, out):
+    dx = view(out)
+    softmax_backward_kernel(dy.dtype)[blocks_for(dy.shape[0]), THREADS](dy, y, dx)
+    return out
 
 
 # ---------------------------------------------------------------- maxout
@@ -214,7 +214,7 @@ def softmax_backward(dy, y, *, out=None):
 
 
 @kernel(lambda f: (f[:, :, :, ::1], f[:, :, ::1], i32[:, :, ::1]))
-def _maxout(F):
+def maxout_kernel(F):
     def maxout(x, y, indices):
         """The group's first maximum; a NaN counts as the maximum (as NumPy's argmax)."""
         _, groups, pool, rest = x.shape
@@ -231,7 +231,7 @@ def _maxout(F):
 
 
 @kernel(lambda f: (f[:, :, ::1], i32[:, :, ::1], f[:, :, :, ::1]))
-def _maxout_backward(F):
+def maxout_backward_kernel(F):
     def maxout_backward(dy, indices, dx):
         """A gather per input element: dy where it was its group's maximum, else 0 (so an
         index outside the group, which no element matches, is never followed)."""
@@ -251,30 +251,30 @@ def _groups(shape, pool_size):
     return shape[0], shape[1] // pool_size, rest
 
 
-def maxout(x, pool_size, *, out=None):
+def maxout(x, pool_size, *, out):
     n, g, r = _groups(x.shape, pool_size)
-    y_shape = (n, g) + tuple(x.shape[2:])
-    y, indices = outputs(out, [(y_shape, x.dtype), (y_shape, np.int32)])
-    _maxout(x.dtype)[blocks_for(y.size), THREADS](
+    y, indices = views(out)
+    maxout_kernel(x.dtype)[blocks_for(y.size), THREADS](
         x.reshape((n, g, pool_size, r)), y.reshape((n, g, r)), indices.reshape((n, g, r)))
     written_indices(indices, pool_size)   # its backward need not check them
-    return returned(out, (y, indices))
+    return out
 
 
-def maxout_backward(dy, indices, pool_size, *, out=None):
+def maxout_backward(dy, indices, pool_size, *, out):
     n, g = dy.shape[:2]
     r = dy.size // (n * g)
-    dx = output(out, (n, g * pool_size) + tuple(dy.shape[2:]), dy.dtype)
-    _maxout_backward(dy.dtype)[blocks_for(dx.size), THREADS](
+    dx = view(out)
+    maxout_backward_kernel(dy.dtype)[blocks_for(dx.size), THREADS](
         dy.reshape((n, g, r)), indices.reshape((n, g, r)), dx.reshape((n, g, pool_size, r)))
-    return returned(out, dx)
+    return out
 
 
 # ---------------------------------------------------------------- dropout
 # The mask is a hash of (seed, element index), the same on every backend (see
-# reference.py). Numba widens integer arithmetic to 64 bits, so the 32-bit hash
-# runs in uint64 with explicit masks, and every constant is a uint64 (mixing
-# signed and unsigned would turn the arithmetic into floating point).
+# backends/dropout_hash.py, whose mix32 this is as device code). Numba widens
+# integer arithmetic to 64 bits, so the 32-bit hash runs in uint64 with explicit
+# masks, and every constant is a uint64 (mixing signed and unsigned would turn the
+# arithmetic into floating point).
 
 _U32 = np.uint64(0xFFFFFFFF)
 _M1, _M2 = np.uint64(0x7FEB352D), np.uint64(0x846CA68B)
@@ -292,7 +292,7 @@ def mix32(h):
 
 
 @kernel(lambda f: (f[::1], f[::1], f[::1], u64, u64, f))
-def _dropout(F):
+def dropout_kernel(F):
     def dropout(x, y, mask, key, threshold, scale):
         for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
             bits = mix32((np.uint64(i) & _U32) ^ key) >> _S8
@@ -303,21 +303,21 @@ def _dropout(F):
 
 
 @kernel(_backward)
-def _multiply(F):
+def multiply_kernel(F):
     def multiply(a, b, c):
         for i in range(cuda.grid(1), a.size, cuda.gridsize(1)):
             c[i] = a[i] * b[i]
     return multiply
 
 
-def dropout(x, p, seed, *, out=None):
-    y, mask = outputs(out, [(x.shape, x.dtype), (x.shape, x.dtype)])
-    key = np.uint64(reference._mix32(np.uint32(seed)))
-    _dropout(x.dtype)[blocks_for(x.size), THREADS](
-        flat(x), flat(y), flat(mask), key, np.uint64(reference.dropout_threshold(p)),
+def dropout(x, p, seed, *, out):
+    y, mask = views(out)
+    key = np.uint64(dropout_hash.key(seed))
+    dropout_kernel(x.dtype)[blocks_for(x.size), THREADS](
+        flat(x), flat(y), flat(mask), key, np.uint64(dropout_hash.threshold(p)),
         x.dtype.type(1 / (1 - p)))
-    return returned(out, (y, mask))
+    return out
 
 
-def dropout_backward(dy, mask, *, out=None):
-    return _elementwise_backward(_multiply, dy, mask, out=out)
+def dropout_backward(dy, mask, *, out):
+    return _elementwise_backward(multiply_kernel, dy, mask, out=out)

@@ -1,94 +1,25 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Compiled elementwise training ops (the cpu backend's relu, relu_backward, sgd_step and
-adam_step).
+"""Compiled optimizer steps (the cpu backend's sgd_step and adam_step).
 
-NumPy evaluates these formulas one operation at a time, each making a
-temporary array (ReLU's backward: a mask, a where, a copy into out; Adam: ten
-passes). Here each op is a single pass over memory. Arrays are treated as flat
-and cut into chunks that OpenMP threads take in turn; a chunk is big enough to
-amortise the scheduling and small enough to stay in cache.
+NumPy evaluates these formulas one operation at a time, each making a temporary
+array (Adam: ten passes); here each step is a single pass over memory, the
+parameter treated as flat and cut into chunks (chunks.pxd).
 """
 
 import numpy as np
 
 from cython.parallel cimport prange
 from libc.math cimport sqrt
-from openmp cimport omp_get_max_threads
 
 from blas cimport real
-
-cdef Py_ssize_t CHUNK = 1 << 15   # elements per task
-
-
-cdef inline int threads_for(Py_ssize_t chunks) noexcept nogil:
-    """No more threads than chunks: a small array runs on the calling thread alone."""
-    return <int>min(<Py_ssize_t>omp_get_max_threads(), chunks)
+from chunks cimport CHUNK, threads_for
 
 
 def _flat(a):
     return a.reshape(-1)
 
 
-# ---------------------------------------------------------------- ReLU
-
-
-cdef void relu_chunk(const real* x, real* y, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef real v
-    for i in range(n):
-        v = x[i]
-        y[i] = v if not v <= 0 else 0   # a NaN stays NaN, as with np.maximum(x, 0)
-
-
-cdef void _relu(const real[::1] x, real[::1] y) noexcept nogil:
-    cdef Py_ssize_t n = x.shape[0], chunks = (n + CHUNK - 1) // CHUNK, c
-    for c in prange(chunks, schedule="static", num_threads=threads_for(chunks)):
-        relu_chunk(&x[0] + c * CHUNK, &y[0] + c * CHUNK, min(CHUNK, n - c * CHUNK))
-
-
-def relu(x, *, out=None):
-    """max(x, 0); out may be x itself."""
-    y = out if out is not None else np.empty_like(x)
-    if x.size == 0:
-        return y
-    if x.dtype == np.float32:
-        _relu[float](_flat(x), _flat(y))
-    else:
-        _relu[double](_flat(x), _flat(y))
-    return y
-
-
-cdef void relu_backward_chunk(const real* dy, const real* y, real* dx,
-                              Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef real g
-    for i in range(n):
-        g = dy[i]   # loaded unconditionally: a select, which vectorises, not a branch
-        dx[i] = g if y[i] > 0 else 0
-
-
-cdef void _relu_backward(const real[::1] dy, const real[::1] y, real[::1] dx) noexcept nogil:
-    cdef Py_ssize_t n = dy.shape[0], chunks = (n + CHUNK - 1) // CHUNK, c
-    for c in prange(chunks, schedule="static", num_threads=threads_for(chunks)):
-        relu_backward_chunk(&dy[0] + c * CHUNK, &y[0] + c * CHUNK, &dx[0] + c * CHUNK,
-                            min(CHUNK, n - c * CHUNK))
-
-
-def relu_backward(dy, y, *, out=None):
-    """dy where the forward output y > 0, else 0."""
-    dx = out if out is not None else np.empty_like(dy)
-    if dy.size == 0:
-        return dx
-    if dy.dtype == np.float32:
-        _relu_backward[float](_flat(dy), _flat(y), _flat(dx))
-    else:
-        _relu_backward[double](_flat(dy), _flat(y), _flat(dx))
-    return dx
-
-
-# ---------------------------------------------------------------- optimizer steps
 # The reference's formulas (PyTorch's), term for term, in the parameter's precision.
-
 
 cdef void adam_chunk(real* p, const real* g, real* m, real* v, Py_ssize_t n, real lr1,
                      real scale2, real beta1, real beta2, real eps, real wd) noexcept nogil:

@@ -30,11 +30,6 @@ cdef Window window(tuple x_shape, tuple y_shape, tuple kernel_size, tuple stride
     return g
 
 
-def _pool_shape(x_shape, kernel_size, stride, padding):
-    return tuple(x_shape[:2]) + tuple(
-        (x_shape[2 + a] + 2 * padding[a] - kernel_size[a]) // stride[a] + 1 for a in range(2))
-
-
 # ---------------------------------------------------------------- max pooling
 
 
@@ -88,12 +83,9 @@ cdef void _max_pool(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :, 
                        &idx[0, 0, 0, 0] + pl * ohw, g)
 
 
-def max_pool2d(x, kernel_size, stride, padding, *, out=None):
-    y, idx = out if out is not None else (None, None)
-    shape = _pool_shape(x.shape, kernel_size, stride, padding)
-    y = np.empty(shape, x.dtype) if y is None else y
-    idx = np.empty(shape, np.int32) if idx is None else idx
-    cdef Window g = window(x.shape, shape, kernel_size, stride, padding)
+def max_pool2d(x, kernel_size, stride, padding, *, out):
+    y, idx = out
+    cdef Window g = window(x.shape, y.shape, kernel_size, stride, padding)
     if x.dtype == np.float32:
         _max_pool[float](x, y, idx, g)
     else:
@@ -117,8 +109,8 @@ cdef void _max_unpool(const real[:, :, :, ::1] dy, const int[:, :, :, ::1] idx,
             dxp[ip[e]] += dyp[e]
 
 
-def max_pool2d_backward(dy, indices, input_shape, *, out=None):
-    dx = out if out is not None else np.empty(input_shape, dy.dtype)
+def max_pool2d_backward(dy, indices, input_shape, *, out):
+    dx = out
     if dy.dtype == np.float32:
         _max_unpool[float](dy, indices, dx)
     else:
@@ -160,10 +152,9 @@ cdef void _avg_pool(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, Window g) 
         avg_pool_plane(&x[0, 0, 0, 0] + pl * hw, &y[0, 0, 0, 0] + pl * ohw, g)
 
 
-def avg_pool2d(x, kernel_size, stride, padding, *, out=None):
-    shape = _pool_shape(x.shape, kernel_size, stride, padding)
-    y = out if out is not None else np.empty(shape, x.dtype)
-    cdef Window g = window(x.shape, shape, kernel_size, stride, padding)
+def avg_pool2d(x, kernel_size, stride, padding, *, out):
+    y = out
+    cdef Window g = window(x.shape, y.shape, kernel_size, stride, padding)
     if x.dtype == np.float32:
         _avg_pool[float](x, y, g)
     else:
@@ -198,8 +189,8 @@ cdef void _avg_unpool(const real[:, :, :, ::1] dy, real[:, :, :, ::1] dx, Window
         avg_unpool_plane(&dy[0, 0, 0, 0] + pl * ohw, &dx[0, 0, 0, 0] + pl * hw, g)
 
 
-def avg_pool2d_backward(dy, input_shape, kernel_size, stride, padding, *, out=None):
-    dx = out if out is not None else np.empty(input_shape, dy.dtype)
+def avg_pool2d_backward(dy, input_shape, kernel_size, stride, padding, *, out):
+    dx = out
     cdef Window g = window(input_shape, dy.shape, kernel_size, stride, padding)
     if dy.dtype == np.float32:
         _avg_unpool[float](dy, dx, g)

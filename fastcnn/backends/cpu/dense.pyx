@@ -15,7 +15,7 @@ from openmp cimport omp_get_max_threads
 
 from blas cimport gemm, real
 
-from fastcnn._kernels.blas_threads import single_threaded_blas
+from fastcnn.backends.cpu.blas_threads import single_threaded_blas
 
 
 cdef void parallel_gemm(bint trans_a, bint trans_b, int m, int n, int k, const real* a,
@@ -43,8 +43,8 @@ cdef void _matmul(const real[:, ::1] a, const real[:, ::1] b, real[:, ::1] c) no
     parallel_gemm(False, False, m, n, k, &a[0, 0], k, &b[0, 0], n, <real>0, &c[0, 0], n)
 
 
-def matmul(a, b, *, out=None):
-    c = out if out is not None else np.empty((a.shape[0], b.shape[1]), a.dtype)
+def matmul(a, b, *, out):
+    c = out
     if c.size == 0:
         return c
     if a.shape[1] == 0:
@@ -71,8 +71,8 @@ cdef void _linear(const real[:, ::1] x, const real[:, ::1] weight, const real[::
                   &y[0, 0], fout)
 
 
-def linear(x, weight, bias, *, out=None):
-    y = out if out is not None else np.empty((x.shape[0], weight.shape[0]), x.dtype)
+def linear(x, weight, bias, *, out):
+    y = out
     if x.shape[1] == 0:
         y[...] = 0 if bias is None else bias
         return y
@@ -102,11 +102,8 @@ cdef void _linear_backward(const real[:, ::1] dy, const real[:, ::1] x,
             dbias[o] += dy[r, o]
 
 
-def linear_backward(dy, x, weight, need_dx, *, out=None):
-    dx, dweight, dbias = out if out is not None else (None, None, None)
-    dx = (np.empty(x.shape, x.dtype) if dx is None else dx) if need_dx else None
-    dweight = np.empty(weight.shape, x.dtype) if dweight is None else dweight
-    dbias = np.empty(weight.shape[0], x.dtype) if dbias is None else dbias
+def linear_backward(dy, x, weight, need_dx, *, out):
+    dx, dweight, dbias = out   # dx is None unless need_dx
     if x.shape[1] == 0:
         dbias[...] = dy.sum(axis=0)
         return dx, dweight, dbias

@@ -1,1 +1,0 @@
-"""Extension modules compiled from kernels/*.pyx by the package build (CMake + Cython)."""

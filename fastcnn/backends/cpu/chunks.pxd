@@ -1,0 +1,14 @@
+"""Cutting flat arrays into chunks that OpenMP threads take in turn (elementwise kernels).
+
+A chunk is big enough to amortise the scheduling and small enough to stay in cache.
+"""
+
+from openmp cimport omp_get_max_threads
+
+cdef enum:
+    CHUNK = 1 << 15   # elements per task
+
+
+cdef inline int threads_for(Py_ssize_t chunks) noexcept nogil:
+    """No more threads than chunks: a small array runs on the calling thread alone."""
+    return <int>min(<Py_ssize_t>omp_get_max_threads(), chunks)
