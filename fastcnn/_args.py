@@ -134,8 +134,10 @@ def fits(where, name, shape, dtype, on_host=True):
     if elements > INT_MAX:
         raise ValueError(f"{where}: {name} has shape {tuple(shape)}, {elements:,} elements: "
                          f"more than the {INT_MAX:,} the kernels can index with C int")
+    if not on_host or HOST_MEMORY is None or elements * 16 <= HOST_MEMORY:
+        return   # (no dtype has more than 16 bytes: most calls end here, cheaply)
     size = elements * np.dtype(dtype).itemsize
-    if on_host and HOST_MEMORY is not None and size > HOST_MEMORY:
+    if size > HOST_MEMORY:
         raise ValueError(f"{where}: {name} of shape {tuple(shape)} would need "
                          f"{size / 2**30:,.1f} GiB, more than this machine's "
                          f"{HOST_MEMORY / 2**30:,.1f} GiB of memory")
@@ -172,7 +174,8 @@ def writeable(a):
 
 
 def _span(a):
-    """(first byte, one past the last) of the memory a spans, from its array interface."""
+    """(first byte, one past the last) of the memory a spans, from its array interface
+    (NumPy's, or a CUDA array's: device addresses)."""
     interface = getattr(a, "__cuda_array_interface__", None)
     if interface is None:
         interface = a.__array_interface__   # NumPy; the CUDA simulator's arrays too
@@ -188,14 +191,34 @@ def _span(a):
     return start + low, start + high + itemsize
 
 
-def overlap(a, b):
-    """True when arrays a and b (on one device) may share memory."""
+def clash(written, read, in_place=False):
+    """The first pair of names (w, other) with w an array of written and other one of
+    written or read, that share memory; None if none do. in_place: a written array may
+    be a read one itself (an elementwise op). Each array's extent is found once."""
+    spans, earlier = {}, []
+    for w, a in written.items():
+        if a is None:
+            continue
+        for o, b in earlier:
+            if _meet(a, b, spans):
+                return w, o
+        earlier.append((w, a))
+        for o, b in read.items():
+            if b is not None and _meet(a, b, spans) and not (
+                    in_place and _extent(a, spans) == _extent(b, spans)):
+                return w, o
+    return None
+
+
+def _meet(a, b, spans):
     if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
-        return np.may_share_memory(a, b)
-    (a0, a1), (b0, b1) = _span(a), _span(b)
+        return np.may_share_memory(a, b)   # bounds only: exact for contiguous arrays
+    (a0, a1), (b0, b1) = _extent(a, spans), _extent(b, spans)
     return a0 < a1 and b0 < b1 and a0 < b1 and b0 < a1
 
 
-def same_memory(a, b):
-    """True when a and b span exactly the same memory (the same contiguous array)."""
-    return _span(a) == _span(b)
+def _extent(a, spans):
+    """_span(a), computed once per clash() (spans: by id; the arrays live meanwhile)."""
+    if id(a) not in spans:
+        spans[id(a)] = _span(a)
+    return spans[id(a)]

@@ -179,17 +179,24 @@ def _checked_out(op, be, out, shape, dtype, name, reads=None):
     if not _args.writeable(out):
         raise ValueError(f"{op}: {name} is read-only (flags.writeable is False); the result "
                          f"is written into it")
-    for other, a in (reads or {}).items():
-        if a is None or not _args.overlap(out, a):
-            continue
-        if op in IN_PLACE and _args.same_memory(out, a):
-            continue   # elementwise: each element is read before it is written
-        in_place = (f" ({op} may write into {other} itself, but not into a part of it)"
-                    if op in IN_PLACE else "")
-        raise ValueError(f"{op}: {name} overlaps {other} in memory ({name}.shape="
-                         f"{tuple(out.shape)}, {other}.shape={tuple(a.shape)}): the op reads "
-                         f"{other} while it writes {name}; give {name} its own array{in_place}")
+    if reads:
+        _no_clash(op, {name: out}, reads)
     return out
+
+
+def _no_clash(op, written, reads):
+    """An error if an array the op writes shares memory with another it writes or one it
+    reads (an elementwise op may write into an input itself)."""
+    pair = _args.clash(written, reads, in_place=op in IN_PLACE)
+    if pair is None:
+        return
+    (name, other), arrays = pair, {**reads, **written}
+    in_place = (f" ({op} may write into {other} itself, but not into a part of it)"
+                if op in IN_PLACE else "")
+    does = "writes both" if other in written else f"reads {other} while it writes {name}"
+    raise ValueError(f"{op}: {name} overlaps {other} in memory ({name}.shape="
+                     f"{tuple(arrays[name].shape)}, {other}.shape={tuple(arrays[other].shape)}):"
+                     f" the op {does}; give {name} its own array{in_place}")
 
 
 def _outs(op, be, out, specs, reads=None):
@@ -200,12 +207,12 @@ def _outs(op, be, out, specs, reads=None):
         out = (None,) * len(specs)
     if not isinstance(out, tuple) or len(out) != len(specs):
         raise TypeError(f"{op}: out must be a tuple of {len(specs)} arrays (or None entries)")
-    checked, earlier = [], dict(reads or {})
-    for i, (o, spec) in enumerate(zip(out, specs)):
-        o = None if spec is None else _out(op, be, o, *spec, name=f"out[{i}]", reads=earlier)
-        earlier[f"out[{i}]"] = o
-        checked.append(o)
-    return tuple(checked)
+    given = {f"out[{i}]": o for i, o in enumerate(out)}
+    checked = tuple(None if spec is None else _out(op, be, o, *spec, name=f"out[{i}]")
+                    for i, (o, spec) in enumerate(zip(out, specs)))
+    _no_clash(op, {k: given[k] if spec else None for k, spec in zip(given, specs)},
+              reads or {})
+    return checked
 
 
 def _conv_out(op, size, kernel, stride, padding, dilation, what):
@@ -668,7 +675,8 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, momentum=0.1
     stats = {"running_mean": running_mean, "running_var": running_var}
     if training and running_mean is not None:   # updated in place: checked like out=
         for name, a in stats.items():
-            reads[name] = _checked_out(op, be, a, (c,), x.dtype, name, reads)
+            reads[name] = _checked_out(op, be, a, (c,), x.dtype, name)
+        _no_clash(op, stats, {"x": x, "gamma": gamma, "beta": beta})
     elif running_mean is not None:              # only read
         _, *stats = _floats(op, be, x=x, **stats)
         for name, a in zip(("running_mean", "running_var"), stats):
@@ -826,12 +834,13 @@ def _step_arrays(op, backend, param, grad, optional=(), **state):
     if tuple(grad.shape) != shape or grad.dtype != dtype:
         raise ValueError(f"{op}: grad must have param's shape {shape} and dtype {dtype}, got "
                          f"shape {tuple(grad.shape)} and dtype {grad.dtype}")
-    reads = {"grad": grad}
-    for name, a in {"param": param, **state}.items():
+    written = {"param": param, **state}
+    for name, a in written.items():
         if a is None and name not in optional:
             raise TypeError(f"{op}: {name} is updated in place, so it must be an array, got None")
         if a is not None:
-            reads[name] = _checked_out(op, be, a, shape, dtype, name, reads)
+            _checked_out(op, be, a, shape, dtype, name)
+    _no_clash(op, written, {"grad": grad})
     return be, grad
 
 
