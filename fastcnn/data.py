@@ -162,9 +162,9 @@ class DataLoader:
         self.transform, self.sampler = transform, sampler
         try:
             self.rng = np.random.default_rng(seed)
-        except (TypeError, ValueError):
-            raise TypeError(f"DataLoader: seed must be None, an int >= 0 or a numpy "
-                            f"Generator, got {seed!r}") from None
+        except (TypeError, ValueError) as e:   # numpy's kind: a negative int is a ValueError
+            raise type(e)(f"DataLoader: seed must be None, an int >= 0 or a numpy Generator, "
+                          f"got {seed!r}") from None
 
     def __len__(self):
         n, b = len(self.dataset if self.sampler is None else self.sampler), self.batch_size

@@ -182,7 +182,8 @@ def test_dataloader_refuses_what_is_no_dataset(dataset, error, match):
     (dict(batch_size=2.0), TypeError, "DataLoader: batch_size must be an int, got 2.0"),
     (dict(batch_size=True), TypeError, "DataLoader: batch_size must be an int, got True"),
     (dict(shuffle="yes"), TypeError, "DataLoader: shuffle must be True or False"),
-    (dict(seed=-1), TypeError, "DataLoader: seed must be None, an int >= 0"),
+    (dict(seed=-1), ValueError, "DataLoader: seed must be None, an int >= 0"),
+    (dict(seed="a"), TypeError, "DataLoader: seed must be None, an int >= 0"),
     (dict(transform=3), TypeError, "DataLoader: transform must be callable"),
     (dict(sampler=5), TypeError, "DataLoader: sampler must be an iterable with a length"),
 ])

@@ -12,7 +12,8 @@ of this batch into ``grads`` (it overwrites them, it does not accumulate);
 layer without parameters then does nothing at all).
 
 Checks are functional's: a layer checks only what functional cannot know (that dy
-has the shape forward returned, the ranks a layer takes beyond its op's), and the
+has the shape forward returned, the ranks a layer takes beyond its op's, the input
+its constructor declared: Linear's in_features, Conv2d's in_channels), and the
 constructor checks its arguments with the rules functional applies to the same
 arguments (``fastcnn._args``). Every ValueError or TypeError raised in a layer's
 forward or backward comes out prefixed with the layer's name, by ``Layer``.
