@@ -19,7 +19,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from fastcnn.backends import conv_output_size
+from fastcnn.backends import output_size
 
 from . import training
 
@@ -65,7 +65,8 @@ def _x(shape):
 def _conv_shapes(x, w, stride, padding):
     n, c, h, wd = x
     k, _, kh, kw = w
-    oh, ow = conv_output_size(h, kh, stride, padding), conv_output_size(wd, kw, stride, padding)
+    oh, ow = (output_size(h, kh, stride, (padding, padding)),
+              output_size(wd, kw, stride, (padding, padding)))
     return n, c, k, kh, kw, oh, ow
 
 

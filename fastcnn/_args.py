@@ -64,7 +64,7 @@ def flag(where, name, value):
 # The arguments that an op and the layer calling it both take: each name's rule once.
 
 ARGS = {
-    "kernel_size": (pair, 1), "stride": (pair, 1), "padding": (pair, 0),
+    "kernel_size": (pair, 1), "stride": (pair, 1),
     "dilation": (pair, 1), "scale_factor": (pair, 1), "pool_size": (integer, 1),
     "p": (number, 0, 1, True),                      # dropout: p = 1 would drop everything
     "negative_slope": (number,), "alpha": (number, 0),
@@ -96,21 +96,55 @@ def nesterov(where, value, momentum):
     return value
 
 
-def conv_window(where, stride, padding, dilation):
-    """(stride, padding, dilation) of a convolution, as (h, w) pairs."""
-    return (arg(where, "stride", stride), arg(where, "padding", padding),
-            arg(where, "dilation", dilation))
+PADDING_MODES = ("valid", "same", "same_upper", "same_lower")
 
 
-def pool_window(where, kernel_size, stride, padding):
-    """(kernel_size, stride, padding) of a pooling window: stride defaults to kernel_size,
-    and padding may be at most half the kernel (a window of only padding has no value)."""
+def padding(where, value, stride):
+    """Padding as (top, bottom, left, right), from an int (every side), an (h, w) pair
+    (both sides of each axis) or a (top, bottom, left, right) tuple; or a mode of
+    PADDING_MODES (lower-cased), which functional resolves from the input's size:
+    "valid" (none), "same" (PyTorch's, stride 1 only: the output keeps the input's
+    size), "same_upper" / "same_lower" (ONNX's auto_pad)."""
+    if isinstance(value, str):
+        mode = value.lower()
+        if mode not in PADDING_MODES:
+            raise ValueError(f"{where}: padding must be an int, a pair, a 4-tuple or one of "
+                             f"{PADDING_MODES}, got {value!r}")
+        if mode == "same" and tuple(stride) != (1, 1):
+            raise ValueError(f"{where}: padding='same' needs stride 1 (as in PyTorch), got "
+                             f"stride={tuple(stride)}; 'same_upper' is ONNX's rule for strides")
+        return mode
+    if isinstance(value, (tuple, list)) and len(value) == 4:
+        return tuple(integer(where, "padding", v, 0) for v in value)
+    if isinstance(value, (tuple, list)) and len(value) != 2:
+        raise ValueError(f"{where}: padding must be an int, (h, w), (top, bottom, left, right) "
+                         f"or one of {PADDING_MODES}, got {value!r}")
+    ph, pw = pair(where, "padding", value, 0)
+    return (ph, ph, pw, pw)
+
+
+def conv_window(where, stride, padding_, dilation):
+    """(stride, padding, dilation) of a convolution: (h, w) pairs and padding()'s."""
+    s = arg(where, "stride", stride)
+    return s, padding(where, padding_, s), arg(where, "dilation", dilation)
+
+
+def pool_window(where, kernel_size, stride, padding_):
+    """(kernel_size, stride, padding) of a pooling window; stride defaults to kernel_size."""
     k = arg(where, "kernel_size", kernel_size)
     s = k if stride is None else arg(where, "stride", stride)
-    p = arg(where, "padding", padding)
-    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
-        raise ValueError(f"{where}: padding {p} must be at most half of kernel_size {k}")
-    return k, s, p
+    return k, s, pool_padding(where, padding(where, padding_, s), k)
+
+
+def pool_padding(where, pads, kernel):
+    """A pooling window's pads (top, bottom, left, right), at most half the kernel each (a
+    window of only padding has no value); a mode passes (functional checks what it
+    resolves to)."""
+    if not isinstance(pads, str) and (max(pads[:2]) > kernel[0] // 2
+                                      or max(pads[2:]) > kernel[1] // 2):
+        raise ValueError(f"{where}: padding {pads} (top, bottom, left, right) must be at most "
+                         f"half of kernel_size {kernel}")
+    return pads
 
 
 # ---------------------------------------------------------------- sizes

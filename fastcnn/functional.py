@@ -215,25 +215,43 @@ def _outs(op, be, out, specs, reads=None):
     return checked
 
 
-def _conv_out(op, size, kernel, stride, padding, dilation, what):
-    """Output (oh, ow) of a sliding window; an error if the window does not fit, or if the
-    padded input or the dilated kernel would overflow the kernels' C int."""
-    out = []
+def _padding(padding, size, kernel, stride, dilation):
+    """(top, bottom, left, right) for this input: padding as _args.padding gave it, a
+    mode resolved ("same": the output keeps the input's size at stride 1, an odd pad's
+    extra row or column at the bottom or right; "same_upper" / "same_lower": output =
+    ceil(input / stride), the extra at the end / the start)."""
+    if not isinstance(padding, str):
+        return padding
+    pads = []
     for axis in range(2):
         extent = dilation[axis] * (kernel[axis] - 1) + 1
-        padded = size[axis] + 2 * padding[axis]
-        if max(extent, padded) > _args.INT_MAX:
-            raise ValueError(f"{op}: along {'HW'[axis]} the padded input ({padded:,}) or the "
-                             f"dilated kernel ({extent:,}) exceeds {_args.INT_MAX:,}, the "
-                             f"kernels' C int ({what})")
-        if extent > padded:
+        wanted = 0 if padding == "valid" else -(-size[axis] // stride[axis])
+        total = max((wanted - 1) * stride[axis] + extent - size[axis], 0)
+        early = total // 2 if padding != "same_lower" else total - total // 2
+        pads += [early, total - early]
+    return tuple(pads)
+
+
+def _conv_out(op, size, kernel, stride, padding, dilation, what):
+    """Output (oh, ow) of a sliding window with padding (top, bottom, left, right); an
+    error if the window does not fit, or if the padded input or the dilated kernel would
+    overflow the kernels' C int."""
+    out = []
+    padded = (size[0] + padding[0] + padding[1], size[1] + padding[2] + padding[3])
+    for axis in range(2):
+        extent = dilation[axis] * (kernel[axis] - 1) + 1
+        if max(extent, padded[axis]) > _args.INT_MAX:
+            raise ValueError(f"{op}: along {'HW'[axis]} the padded input ({padded[axis]:,}) "
+                             f"or the dilated kernel ({extent:,}) exceeds {_args.INT_MAX:,}, "
+                             f"the kernels' C int ({what})")
+        if extent > padded[axis]:
             raise ValueError(
                 f"{op}: the {'dilated ' if dilation[axis] > 1 else ''}kernel "
                 f"({kernel[0]}x{kernel[1]}, extent {extent} along {'HW'[axis]}) is larger than "
                 f"the padded input ({size[0]}x{size[1]} padded by {padding} -> "
-                f"{size[0] + 2 * padding[0]}x{size[1] + 2 * padding[1]}); {what}")
-        out.append(backends.conv_output_size(size[axis], kernel[axis], stride[axis],
-                                             padding[axis], dilation[axis]))
+                f"{padded[0]}x{padded[1]}); {what}")
+        out.append(backends.output_size(size[axis], kernel[axis], stride[axis],
+                                        padding[2 * axis: 2 * axis + 2], dilation[axis]))
     return tuple(out)
 
 
@@ -266,6 +284,7 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1, *, backend=None, out
     _nonempty_batch(op, "x", x)
     k = _arg(op, "kernel_size", kernel_size)
     s, p, d = _args.conv_window(op, stride, padding, dilation)
+    p = _padding(p, x.shape[2:], k, s, d)
     oh, ow = _conv_out(op, x.shape[2:], k, s, p, d, f"x.shape={tuple(x.shape)}")
     n, c = x.shape[:2]
     out = _out(op, be, out, (n, c * k[0] * k[1], oh * ow), x.dtype, reads={"x": x})
@@ -282,6 +301,7 @@ def col2im(cols, input_shape, kernel_size, stride=1, padding=0, dilation=1, *,
     n, c, h, w = _shape4(op, "input_shape", input_shape)
     k = _arg(op, "kernel_size", kernel_size)
     s, p, d = _args.conv_window(op, stride, padding, dilation)
+    p = _padding(p, (h, w), k, s, d)
     oh, ow = _conv_out(op, (h, w), k, s, p, d, f"input_shape={(n, c, h, w)}")
     expected = (n, c * k[0] * k[1], oh * ow)
     if tuple(cols.shape) != expected:
@@ -306,6 +326,7 @@ def _conv_args(op, x, weight, stride, padding, dilation):
         raise ValueError(f"{op}: weight has no output channels (weight.shape="
                          f"{tuple(weight.shape)})")
     s, p, d = _args.conv_window(op, stride, padding, dilation)
+    p = _padding(p, x.shape[2:], weight.shape[2:], s, d)
     oh, ow = _conv_out(op, x.shape[2:], weight.shape[2:], s, p, d,
                        f"x.shape={tuple(x.shape)}, weight.shape={tuple(weight.shape)}")
     columns = x.shape[1] * weight.shape[2] * weight.shape[3]   # im2col's rows, one image
@@ -351,6 +372,7 @@ def _pool_args(op, x, kernel_size, stride, padding):
     _ndim(op, "x", x, 4, "(N, C, H, W)")
     _nonempty_batch(op, "x", x)
     k, s, p = _args.pool_window(op, kernel_size, stride, padding)
+    p = _args.pool_padding(op, _padding(p, x.shape[2:], k, s, (1, 1)), k)
     oh, ow = _conv_out(op, x.shape[2:], k, s, p, (1, 1), f"x.shape={tuple(x.shape)}")
     return k, s, p, tuple(x.shape[:2]) + (oh, ow)
 

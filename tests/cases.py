@@ -21,18 +21,24 @@ def distinct(draw, shape, dtype):
 
 @st.composite
 def window(draw, max_kernel=4, dilation=True, pool=False):
-    """kernel_size, stride, padding, dilation as pairs, plus the input's H, W that fit."""
+    """kernel_size, stride, padding, dilation, plus the input's H, W that fit. Padding is
+    an (h, w) pair or, a third of the time, an uneven (top, bottom, left, right)."""
     k = (draw(st.integers(1, max_kernel)), draw(st.integers(1, max_kernel)))
     s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    if pool:   # PyTorch's rule: padding at most half the kernel
-        p = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2)))
+    # PyTorch's rule for pools: padding at most half the kernel
+    most = (k[0] // 2, k[1] // 2) if pool else (2, 2)
+    sides = [draw(st.integers(0, most[a // 2])) for a in range(4)]
+    if draw(st.integers(0, 2)):
+        sides[1], sides[3] = sides[0], sides[2]
+        p = (sides[0], sides[2])
     else:
-        p = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+        p = tuple(sides)
     d = (draw(st.integers(1, 2)), draw(st.integers(1, 2))) if dilation else (1, 1)
     hw = []
     for a in range(2):
         extent = d[a] * (k[a] - 1) + 1
-        hw.append(draw(st.integers(max(1, extent - 2 * p[a]), extent - 2 * p[a] + 7)))
+        pads = sides[2 * a] + sides[2 * a + 1]
+        hw.append(draw(st.integers(max(1, extent - pads), extent - pads + 7)))
     return k, s, p, d, tuple(hw)
 
 

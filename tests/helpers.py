@@ -61,3 +61,27 @@ def assert_matches(got, want, magnitude, dtype):
     bad = ~(err <= bound) & ~(np.isnan(want) & np.isnan(got))
     assert not bad.any(), (f"{bad.sum()} of {bad.size} entries off; worst error "
                            f"{err[bad].max()} at bound {bound[bad].min()}")
+
+
+# ---------------------------------------------------------------- finite differences
+
+EPS = 1e-6
+
+
+def call(backend, op, *args, **kwargs):
+    """fastcnn.functional.op on the backend (array arguments moved there), results on the host."""
+    return host(getattr(F, op)(*to_backend(backend, *args), backend=backend, **kwargs))
+
+
+def directional(f, x, v):
+    return (f(x + EPS * v) - f(x - EPS * v)) / (2 * EPS)
+
+
+def check_gradient(forward, grad, x, rng, directions=3):
+    """forward: float64 array -> float; grad: its gradient at x (an array like x). Central
+    differences along random directions v must equal <grad, v>."""
+    for _ in range(directions):
+        v = rng.standard_normal(x.shape)
+        numeric = directional(forward, x, v)
+        analytic = float(np.vdot(grad, v))
+        assert abs(numeric - analytic) <= 1e-6 * max(1.0, abs(numeric)), (numeric, analytic)

@@ -33,7 +33,10 @@ CONV_ERRORS = [  # (error, message pattern, positional args, keyword args)
     (ValueError, "dilation must be >= 1, got 0", (X, W), dict(dilation=0)),
     (TypeError, "stride must be an int, got 1.5", (X, W), dict(stride=1.5)),
     (TypeError, "padding must be an int, got True", (X, W), dict(padding=True)),
-    (ValueError, r"padding must be an int or a pair \(h, w\)", (X, W), dict(padding=(1, 1, 1))),
+    (ValueError, r"padding must be an int, \(h, w\), \(top, bottom, left, right\)", (X, W),
+     dict(padding=(1, 1, 1))),
+    (ValueError, "padding='same' needs stride 1", (X, W), dict(padding="same", stride=2)),
+    (ValueError, "padding must be an int, a pair, a 4-tuple", (X, W), dict(padding="full")),
     (ValueError, r"x has an empty batch", (X[:0], W), {}),
     (ValueError, r"bias must have shape \(4,\)", (X, W, np.zeros(3, np.float32)), {}),
 ]
@@ -56,7 +59,8 @@ def test_conv2d_backward_rejects(any_backend):
 
 def test_pool_rejects(any_backend):
     for op in ("max_pool2d", "avg_pool2d"):
-        raises(any_backend, ValueError, r"padding \(2, 2\) must be at most half of kernel_size",
+        raises(any_backend, ValueError,
+               r"padding \(2, 2, 2, 2\) \(top, bottom, left, right\) must be at most half of",
                op, X, 3, 1, 2)
         raises(any_backend, ValueError, "kernel_size must be >= 1", op, X, 0)
         raises(any_backend, ValueError, "stride must be >= 1", op, X, 2, 0)

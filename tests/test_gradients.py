@@ -8,27 +8,7 @@ derivative of <forward(x), r> along v is <backward(r), v>.
 import numpy as np
 import pytest
 
-import fastcnn.functional as F
-from helpers import host, to_backend
-
-EPS = 1e-6
-
-
-def directional(f, x, v):
-    return (f(x + EPS * v) - f(x - EPS * v)) / (2 * EPS)
-
-
-def check(forward, grad, x, rng, directions=3):
-    """forward: array -> float; grad: its gradient at x (an array like x)."""
-    for _ in range(directions):
-        v = rng.standard_normal(x.shape)
-        numeric = directional(forward, x, v)
-        analytic = float(np.vdot(grad, v))
-        assert abs(numeric - analytic) <= 1e-6 * max(1.0, abs(numeric)), (numeric, analytic)
-
-
-def call(backend, op, *args, **kwargs):
-    return host(getattr(F, op)(*to_backend(backend, *args), backend=backend, **kwargs))
+from helpers import call, check_gradient as check
 
 
 def test_conv2d_backward(any_backend):
@@ -36,7 +16,7 @@ def test_conv2d_backward(any_backend):
     x = rng.standard_normal((2, 3, 7, 6))
     w = rng.standard_normal((4, 3, 3, 2))
     b = rng.standard_normal(4)
-    geo = dict(stride=(2, 1), padding=(1, 2), dilation=(1, 2))
+    geo = dict(stride=(2, 1), padding=(1, 2, 0, 1), dilation=(1, 2))
     r = rng.standard_normal(call(any_backend, "conv2d", x, w, b, **geo).shape)
     dx, dw, db = call(any_backend, "conv2d_backward", r, x, w, **geo)
 
@@ -48,7 +28,8 @@ def test_conv2d_backward(any_backend):
     check(lambda t: loss(x, w, t), db, b, rng)
 
 
-@pytest.mark.parametrize("kernel, stride, padding", [(2, None, 0), (3, 2, 1), ((3, 2), 1, (1, 0))])
+@pytest.mark.parametrize("kernel, stride, padding", [
+    (2, None, 0), (3, 2, 1), ((3, 2), 1, (1, 0)), ((3, 3), 2, (0, 1, 1, 0))])
 def test_pool_backward(any_backend, kernel, stride, padding):
     rng = np.random.default_rng(1)
     # Distinct values, far apart: the arg-max does not move under a step of EPS.

@@ -18,7 +18,13 @@ from test_layers import LAYER_CASES, forward, make_input
     (lambda: nn.MaxPool2d(2, stride=0), ValueError, "MaxPool2d: stride must be >= 1, got 0"),
     (lambda: nn.AvgPool2d(0), ValueError, "AvgPool2d: kernel_size must be >= 1, got 0"),
     (lambda: nn.MaxPool2d(2, padding=2), ValueError,
-     r"MaxPool2d: padding \(2, 2\) must be at most half of kernel_size \(2, 2\)"),
+     r"MaxPool2d: padding \(2, 2, 2, 2\) \(top, bottom, left, right\) must be at most half"),
+    (lambda: nn.Conv2d(1, 1, 3, stride=2, padding="same"), ValueError,
+     "Conv2d: padding='same' needs stride 1"),
+    (lambda: nn.Conv2d(1, 1, 3, padding="full"), ValueError,
+     "Conv2d: padding must be an int, a pair, a 4-tuple or one of"),
+    (lambda: nn.AvgPool2d(3, padding=(1, 1, 1)), ValueError,
+     r"AvgPool2d: padding must be an int, \(h, w\), \(top, bottom, left, right\)"),
     (lambda: nn.AvgPool2d((2, 2, 2)), ValueError, "AvgPool2d: kernel_size must be an int or a"),
     (lambda: nn.Maxout(0), ValueError, "Maxout: pool_size must be >= 1, got 0"),
     (lambda: nn.Maxout(2.0), TypeError, "Maxout: pool_size must be an int, got 2.0"),
@@ -85,6 +91,23 @@ def test_need_dx_false_returns_none_and_the_same_gradients(case):
     assert layer.backward(r, need_dx=False) is None
     for k, v in layer.grads.items():
         np.testing.assert_array_equal(v, grads[k])
+
+
+@pytest.mark.parametrize("make, shape, want", [
+    (lambda: nn.Conv2d(2, 3, 3, padding="same"), (2, 2, 5, 6), (2, 3, 5, 6)),
+    (lambda: nn.Conv2d(2, 3, (3, 2), stride=2, padding="same_lower"), (2, 2, 5, 6), (2, 3, 3, 3)),
+    (lambda: nn.Conv2d(2, 3, 3, padding=(0, 2, 1, 0)), (2, 2, 5, 6), (2, 3, 5, 5)),
+    (lambda: nn.MaxPool2d(3, stride=1, padding="same"), (2, 2, 5, 6), (2, 2, 5, 6)),
+    (lambda: nn.AvgPool2d(2, padding=(1, 0, 0, 1)), (2, 2, 5, 6), (2, 2, 3, 3)),
+])
+def test_layers_take_every_padding_functional_takes(make, shape, want):
+    """A layer hands its padding to the op, which resolves it: no layer computes a shape."""
+    layer = make()
+    x = np.random.default_rng(5).standard_normal(shape).astype(np.float32)
+    for _ in range(2):    # the second time into the arrays of the first
+        y = layer.forward(x)
+        assert y.shape == want
+        assert layer.backward(np.ones(want, np.float32)).shape == shape
 
 
 def test_shared_code_is_no_inheritance():

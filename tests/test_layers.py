@@ -6,8 +6,8 @@ import pytest
 
 from fastcnn import nn
 from fastcnn.model import Sequential
+from helpers import check_gradient as check
 from helpers import cuda_usable
-from test_gradients import check
 
 F64 = dict(dtype=np.float64)
 

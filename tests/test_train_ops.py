@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 import fastcnn.functional as F
 from cases import DTYPES, array
 from helpers import assert_matches, host, reference, run, to_backend
-from test_gradients import check
+from helpers import check_gradient as check
 
 ACTIVATIONS = {  # op: (extra arguments, what its backward takes besides dy: "x" or "y")
     "relu": ((), "y"), "leaky_relu": ((0.1,), "x"), "elu": ((0.7,), "y"),

@@ -4,7 +4,8 @@
 - ``cpu``: the compiled Cython kernels (OpenMP, BLAS), NumPy arrays in and out.
 - ``cuda``: Numba CUDA kernels, device arrays in and out (needs numba-cuda and a GPU).
 
-``fastcnn.functional`` checks the arguments and then calls ``get(name).op(...)``.
+``fastcnn.functional`` checks the arguments and then calls ``get(name).op(...)``. Padding
+reaches a backend as (top, bottom, left, right); output shapes as the out= arrays' shapes.
 """
 
 import importlib
@@ -12,9 +13,12 @@ import importlib
 NAMES = ("reference", "cpu", "cuda")
 
 
-def conv_output_size(size, kernel, stride, padding, dilation=1):
-    """floor((size + 2p - d(k-1) - 1) / s) + 1, the length of a conv or pool output."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+def output_size(size, kernel, stride, padding=(0, 0), dilation=1):
+    """The length of a sliding window's output along one axis (conv, pool, im2col):
+    floor((size + lo + hi - d(k-1) - 1) / s) + 1 for padding (lo, hi). The one place
+    this rule is written."""
+    lo, hi = padding
+    return (size + lo + hi - dilation * (kernel - 1) - 1) // stride + 1
 
 
 def get(name):

@@ -19,7 +19,7 @@ from openmp cimport omp_get_max_threads
 
 from blas cimport gemm, real
 
-from fastcnn.backends import conv_output_size
+from fastcnn.backends import output_size
 from fastcnn.backends.cpu import winograd
 from fastcnn.backends.cpu.blas_threads import single_threaded_blas
 from fastcnn.backends.cpu.workspace import workspace
@@ -36,10 +36,10 @@ cdef Geometry geometry(tuple shape, tuple kernel_size, tuple stride, tuple paddi
     g.c, g.h, g.w = shape[1], shape[2], shape[3]
     g.kh, g.kw = kernel_size
     g.sh, g.sw = stride
-    g.ph, g.pw = padding
+    g.ph, g.pw = padding[0], padding[2]   # the leading pads: where tap 0 of output 0 lands
     g.dh, g.dw = dilation
-    g.oh = conv_output_size(g.h, g.kh, g.sh, g.ph, g.dh)
-    g.ow = conv_output_size(g.w, g.kw, g.sw, g.pw, g.dw)
+    g.oh = output_size(g.h, g.kh, g.sh, padding[:2], g.dh)
+    g.ow = output_size(g.w, g.kw, g.sw, padding[2:], g.dw)
     return g
 
 

@@ -26,7 +26,7 @@ cdef Window window(tuple x_shape, tuple y_shape, tuple kernel_size, tuple stride
     g.oh, g.ow = y_shape[2], y_shape[3]
     g.kh, g.kw = kernel_size
     g.sh, g.sw = stride
-    g.ph, g.pw = padding
+    g.ph, g.pw = padding[0], padding[2]   # the leading pads; y's shape says the rest
     return g
 
 

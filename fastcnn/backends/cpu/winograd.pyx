@@ -190,7 +190,7 @@ cdef Tiling tiling(tuple x_shape, tuple y_shape, tuple padding):
     n = x_shape[0]
     g.c, g.h, g.w = x_shape[1], x_shape[2], x_shape[3]
     g.k, g.oh, g.ow = y_shape[1], y_shape[2], y_shape[3]
-    g.ph, g.pw = padding
+    g.ph, g.pw = padding[0], padding[2]   # the leading pads; out's shape says the rest
     g.th, g.tw = (g.oh + 1) // 2, (g.ow + 1) // 2
     g.pad_h, g.pad_w = 2 * g.th + 2, 2 * g.tw + 2
     g.images = max(1, min(n, TILES_PER_CHUNK // (g.th * g.tw)))
@@ -225,9 +225,9 @@ def conv2d(x, weight, bias, padding, *, out):
 
 def conv2d_input_grad(dy, weight, padding, *, out):
     """dx of a 3x3 stride-1 conv: dy convolved with the flipped filters, transposed
-    (in and out channels swap), padded by 2 - padding."""
+    (in and out channels swap), padded by 2 - padding on each side."""
     flipped = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-    return conv2d(dy, flipped, None, (2 - padding[0], 2 - padding[1]), out=out)
+    return conv2d(dy, flipped, None, tuple(2 - p for p in padding), out=out)
 
 
 # ---------------------------------------------------------------- weight gradient

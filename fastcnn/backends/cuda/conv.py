@@ -16,7 +16,7 @@ A 1x1 kernel with stride 1 and no padding needs no unfolding: cols[n] is x[n].
 
 from numba import cuda
 
-from .. import conv_output_size
+from .. import output_size
 from ._arrays import scratch, view, views
 from ._jit import THREADS, i64, image_grid, kernel
 from .gemm import BIAS_PER_ROW, Operand, gemm, gemm_sum
@@ -73,10 +73,12 @@ def col2im_kernel(F):
 
 
 def _geometry(x_shape, kernel_size, stride, padding, dilation):
-    """(kh, kw, sh, sw, ph, pw, dh, dw) and the output's (OH, OW)."""
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
-    oh = conv_output_size(x_shape[2], kh, sh, ph, dh)
-    ow = conv_output_size(x_shape[3], kw, sw, pw, dw)
+    """(kh, kw, sh, sw, ph, pw, dh, dw) and the output's (OH, OW); ph, pw are the leading
+    pads (top, left)."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
+    ph, pw = padding[0], padding[2]
+    oh = output_size(x_shape[2], kh, sh, padding[:2], dh)
+    ow = output_size(x_shape[3], kw, sw, padding[2:], dw)
     return (kh, kw, sh, sw, ph, pw, dh, dw), (oh, ow)
 
 
@@ -115,7 +117,7 @@ class _Columns:
         self.rows = weight.shape[1] * weight.shape[2] * weight.shape[3]
         self.pixels = oh * self.ow
         # A 1x1 kernel at stride 1 without padding sees x itself.
-        self.identity = weight.shape[2:] == (1, 1) and stride == (1, 1) and padding == (0, 0)
+        self.identity = weight.shape[2:] == (1, 1) and stride == (1, 1) and padding == (0, 0, 0, 0)
         per_image = self.rows * self.pixels * x.dtype.itemsize
         self.chunk = x.shape[0] if self.identity else max(1, WORKSPACE_BYTES // per_image)
 

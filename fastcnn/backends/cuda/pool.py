@@ -102,7 +102,7 @@ def max_pool2d(x, kernel_size, stride, padding, *, out):
     y, indices = views(out)
     n, c, oh, ow = y.shape
     max_pool_kernel(x.dtype)[image_grid(oh * ow, c, n), THREADS](
-        x, y, indices, *kernel_size, *stride, *padding)
+        x, y, indices, *kernel_size, *stride, padding[0], padding[2])
     written_indices(indices, x.shape[2] * x.shape[3])   # its backward need not check them
     return out
 
@@ -122,7 +122,7 @@ def avg_pool2d(x, kernel_size, stride, padding, *, out):
     y = view(out)
     n, c, oh, ow = y.shape
     avg_pool_kernel(x.dtype)[image_grid(oh * ow, c, n), THREADS](
-        x, y, *kernel_size, *stride, *padding)
+        x, y, *kernel_size, *stride, padding[0], padding[2])
     return out
 
 
@@ -130,5 +130,5 @@ def avg_pool2d_backward(dy, input_shape, kernel_size, stride, padding, *, out):
     n, c, h, w = input_shape
     dx = view(out)
     avg_pool_backward_kernel(dy.dtype)[image_grid(h * w, c, n), THREADS](
-        dy, dx, *kernel_size, *stride, *padding)
+        dy, dx, *kernel_size, *stride, padding[0], padding[2])
     return out

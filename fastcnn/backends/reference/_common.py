@@ -12,13 +12,14 @@ def _tap(xpad, i, j, out_hw, stride, dilation):
 
 
 def _pad(x, padding, value=0.0):
-    ph, pw = padding
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+    """x padded by padding = (top, bottom, left, right) with value."""
+    top, bottom, left, right = padding
+    return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=value)
 
 
 def _unpad(xpad, padding):
-    ph, pw = padding
-    return xpad[:, :, ph: xpad.shape[2] - ph, pw: xpad.shape[3] - pw]
+    top, bottom, left, right = padding
+    return xpad[:, :, top: xpad.shape[2] - bottom, left: xpad.shape[3] - right]
 
 
 def _into(out, value):

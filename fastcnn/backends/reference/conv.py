@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .. import conv_output_size
+from .. import output_size
 from ._common import _into, _into_all, _pad, _tap, _unpad
 
 
@@ -13,8 +13,8 @@ def im2col(x, kernel_size, stride, padding, dilation, *, out):
     """cols[n, (c, i, j), (oh, ow)] = xpad[n, c, oh*s + i*d, ow*s + j*d]."""
     n, c, h, w = x.shape
     kh, kw = kernel_size
-    oh = conv_output_size(h, kh, stride[0], padding[0], dilation[0])
-    ow = conv_output_size(w, kw, stride[1], padding[1], dilation[1])
+    oh = output_size(h, kh, stride[0], padding[:2], dilation[0])
+    ow = output_size(w, kw, stride[1], padding[2:], dilation[1])
     xpad = _pad(x, padding)
     cols = np.empty((n, c, kh, kw, oh, ow), x.dtype)
     for i in range(kh):
@@ -27,10 +27,10 @@ def col2im(cols, input_shape, kernel_size, stride, padding, dilation, *, out):
     """The adjoint of im2col: every column entry is added back to the pixel it came from."""
     n, c, h, w = input_shape
     kh, kw = kernel_size
-    oh = conv_output_size(h, kh, stride[0], padding[0], dilation[0])
-    ow = conv_output_size(w, kw, stride[1], padding[1], dilation[1])
+    oh = output_size(h, kh, stride[0], padding[:2], dilation[0])
+    ow = output_size(w, kw, stride[1], padding[2:], dilation[1])
     cols = cols.reshape(n, c, kh, kw, oh, ow)
-    xpad = np.zeros((n, c, h + 2 * padding[0], w + 2 * padding[1]), cols.dtype)
+    xpad = _pad(np.zeros(input_shape, cols.dtype), padding)
     for i in range(kh):
         for j in range(kw):
             _tap(xpad, i, j, (oh, ow), stride, dilation)[...] += cols[:, :, i, j]

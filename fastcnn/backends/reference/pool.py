@@ -16,8 +16,8 @@ def max_pool2d(x, kernel_size, stride, padding, *, out):
     oh, ow = out[0].shape[2:]
     xpad = _pad(x, padding, -np.inf)
     # Where each padded pixel sits in the unpadded plane, as h * W + w.
-    rows = np.arange(h + 2 * padding[0]) - padding[0]
-    cols = np.arange(w + 2 * padding[1]) - padding[1]
+    rows = np.arange(xpad.shape[2]) - padding[0]
+    cols = np.arange(xpad.shape[3]) - padding[2]
     where = (rows[:, None] * w + cols[None, :]).astype(np.int32)
     valid = (rows[:, None] >= 0) & (rows[:, None] < h) & (cols[None, :] >= 0) & (cols[None, :] < w)
     y = np.full(x.shape[:2] + (oh, ow), -np.inf, x.dtype)
@@ -57,7 +57,7 @@ def avg_pool2d_backward(dy, input_shape, kernel_size, stride, padding, *, out):
     """The error is upsampled over each window and divided by the window size."""
     n, c, h, w = input_shape
     oh, ow = dy.shape[2:]
-    dxpad = np.zeros((n, c, h + 2 * padding[0], w + 2 * padding[1]), dy.dtype)
+    dxpad = _pad(np.zeros(input_shape, dy.dtype), padding)
     share = dy / dy.dtype.type(kernel_size[0] * kernel_size[1])
     for i in range(kernel_size[0]):
         for j in range(kernel_size[1]):
