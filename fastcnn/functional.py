@@ -442,14 +442,18 @@ class _Shape:
 # ---------------------------------------------------------------- upsampling
 
 
+def _upsample_args(op, backend, name, a, scale_factor):
+    be = _backend(op, backend, {name: a})
+    (a,) = _floats(op, be, **{name: a})
+    _ndim(op, name, a, 4, "(N, C, H, W)")
+    _nonempty_batch(op, name, a)
+    return be, a, _arg(op, "scale_factor", scale_factor)
+
+
 def upsample_nearest2d(x, scale_factor, *, backend=None, out=None):
     """Nearest-neighbour upsampling by integer factors: (N, C, H, W) -> (N, C, sh*H, sw*W)."""
     op = "upsample_nearest2d"
-    be = _backend(op, backend, {"x": x})
-    (x,) = _floats(op, be, x=x)
-    _ndim(op, "x", x, 4, "(N, C, H, W)")
-    _nonempty_batch(op, "x", x)
-    sh, sw = _arg(op, "scale_factor", scale_factor)
+    be, x, (sh, sw) = _upsample_args(op, backend, "x", x, scale_factor)
     n, c, h, w = x.shape
     out = _out(op, be, out, (n, c, h * sh, w * sw), x.dtype, reads={"x": x})
     return be.upsample_nearest2d(x, (sh, sw), out=out)
@@ -458,11 +462,7 @@ def upsample_nearest2d(x, scale_factor, *, backend=None, out=None):
 def upsample_nearest2d_backward(dy, scale_factor, *, backend=None, out=None):
     """Sum the error over each sh x sw block: (N, C, sh*H, sw*W) -> (N, C, H, W)."""
     op = "upsample_nearest2d_backward"
-    be = _backend(op, backend, {"dy": dy})
-    (dy,) = _floats(op, be, dy=dy)
-    _ndim(op, "dy", dy, 4, "(N, C, H, W)")
-    _nonempty_batch(op, "dy", dy)
-    sh, sw = _arg(op, "scale_factor", scale_factor)
+    be, dy, (sh, sw) = _upsample_args(op, backend, "dy", dy, scale_factor)
     n, c, h, w = dy.shape
     if h % sh or w % sw:
         raise ValueError(f"{op}: dy's height and width ({h}, {w}) must be multiples of "
@@ -784,12 +784,16 @@ def bce_with_logits(logits, targets, *, backend=None):
     return be.bce_with_logits(logits, targets)
 
 
+def _pred_target_backward(op, backend, out, pred, target, names):
+    """The gradient of an elementwise loss with respect to its predictions."""
+    be, pred, target = _pred_target(op, backend, pred, target, names)
+    out = _out(op, be, out, pred.shape, pred.dtype, reads=dict(zip(names, (pred, target))))
+    return getattr(be, op)(pred, target, out=out)
+
+
 def bce_with_logits_backward(logits, targets, *, backend=None, out=None):
-    op = "bce_with_logits_backward"
-    be, logits, targets = _pred_target(op, backend, logits, targets, ("logits", "targets"))
-    out = _out(op, be, out, logits.shape, logits.dtype,
-               reads={"logits": logits, "targets": targets})
-    return be.bce_with_logits_backward(logits, targets, out=out)
+    return _pred_target_backward("bce_with_logits_backward", backend, out, logits, targets,
+                                 ("logits", "targets"))
 
 
 def bce(probs, targets, *, backend=None):
@@ -800,10 +804,8 @@ def bce(probs, targets, *, backend=None):
 
 
 def bce_backward(probs, targets, *, backend=None, out=None):
-    op = "bce_backward"
-    be, probs, targets = _pred_target(op, backend, probs, targets, ("probs", "targets"))
-    out = _out(op, be, out, probs.shape, probs.dtype, reads={"probs": probs, "targets": targets})
-    return be.bce_backward(probs, targets, out=out)
+    return _pred_target_backward("bce_backward", backend, out, probs, targets,
+                                 ("probs", "targets"))
 
 
 def mse(pred, target, *, backend=None):
@@ -813,10 +815,7 @@ def mse(pred, target, *, backend=None):
 
 
 def mse_backward(pred, target, *, backend=None, out=None):
-    op = "mse_backward"
-    be, pred, target = _pred_target(op, backend, pred, target, ("pred", "target"))
-    out = _out(op, be, out, pred.shape, pred.dtype, reads={"pred": pred, "target": target})
-    return be.mse_backward(pred, target, out=out)
+    return _pred_target_backward("mse_backward", backend, out, pred, target, ("pred", "target"))
 
 
 def count_correct(scores, labels, *, backend=None, into=None):

@@ -193,6 +193,17 @@ def _size(where, name, value):
     return _args.integer(where, name, value, 1)
 
 
+def _weight_and_bias(layer, where, shape, bias, dtype, rng):
+    """A weight of shape (out, in, ...) and, if bias, a bias (out,), initialised as PyTorch
+    does (from rng), with zero gradients."""
+    layer.params["weight"] = _new_param(where, shape, dtype)
+    if _args.flag(where, "bias", bias):
+        layer.params["bias"] = _new_param(where, shape[:1], dtype)
+    init.default_weight_and_bias_(layer.params["weight"], layer.params.get("bias"),
+                                  init.generator(rng, where))
+    layer.grads = {k: np.zeros_like(v) for k, v in layer.params.items()}
+
+
 # ---------------------------------------------------------------- layers with weights
 
 
@@ -204,12 +215,7 @@ class Linear(Layer):
         where = "Linear"
         self.in_features = _size(where, "in_features", in_features)
         self.out_features = _size(where, "out_features", out_features)
-        self.params["weight"] = _new_param(where, (self.out_features, self.in_features), dtype)
-        if _args.flag(where, "bias", bias):
-            self.params["bias"] = _new_param(where, (self.out_features,), dtype)
-        init.default_weight_and_bias_(self.params["weight"], self.params.get("bias"),
-                                      init.generator(rng, where))
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        _weight_and_bias(self, where, (self.out_features, self.in_features), bias, dtype, rng)
 
     def config(self):
         return _without_defaults(super().config(), bias=True)
@@ -244,13 +250,8 @@ class Conv2d(Layer):
         self.kernel_size = _args.arg(where, "kernel_size", kernel_size)
         self.stride, self.padding, self.dilation = _args.conv_window(where, stride, padding,
                                                                      dilation)
-        shape = (self.out_channels, self.in_channels) + self.kernel_size
-        self.params["weight"] = _new_param(where, shape, dtype)
-        if _args.flag(where, "bias", bias):
-            self.params["bias"] = _new_param(where, (self.out_channels,), dtype)
-        init.default_weight_and_bias_(self.params["weight"], self.params.get("bias"),
-                                      init.generator(rng, where))
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        _weight_and_bias(self, where, (self.out_channels, self.in_channels) + self.kernel_size,
+                         bias, dtype, rng)
 
     def config(self):
         return _without_defaults(super().config(), stride=1, padding=0, dilation=1, bias=True)
