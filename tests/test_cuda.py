@@ -204,7 +204,8 @@ def test_a_training_step_copies_only_its_batch_and_its_loss(monkeypatch):
     x = rng.standard_normal((12, 1, 8, 8)).astype(np.float32)
     y = rng.integers(0, 3, 12)
     model, copies = _seed_cnn("cuda"), Copies(monkeypatch)
-    counter = model._counter()
+    from fastcnn.model.training import _counter
+    counter = _counter(model)
     model.train_step(x[:4], y[:4], counter)            # warm-up: buffers, optimizer state
     for step in range(2):
         copies.clear()

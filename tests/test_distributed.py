@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fastcnn import backends, nn
 from fastcnn import distributed as dist
-from fastcnn import nn
 from fastcnn.data import DataLoader
 from fastcnn.model import Sequential
 from fastcnn.optim import Adam
+from helpers import cuda_usable
 
 CHECKS = Path(__file__).parent / "mpi" / "checks.py"
 TIMEOUT = 90       # seconds: a hung job fails the test instead of stalling the run
@@ -104,6 +105,89 @@ def test_mismatch_message_names_the_rank_and_the_difference():
     assert "(5, 1, 3, 3)" in text and "(4, 1, 3, 3)" in text and "rank 0" in text
     text = dist._first_difference({"parameters": a[:2]}, {"parameters": a}, 1)
     assert "lacks" in text and "BatchNorm2d" in text
+
+
+# ---------------------------------------------------------------- gradient buckets, no MPI
+
+
+def memories():
+    """The array primitives of host memory, and of GPU memory where the cuda backend
+    imports (Numba's simulator without a GPU)."""
+    from fastcnn.backends import _numpy
+    found = [pytest.param(_numpy, id="host")]
+    if cuda_usable():
+        from fastcnn.backends.cuda import _arrays
+        found.append(pytest.param(_arrays, id="cuda"))
+    return found
+
+
+@pytest.mark.parametrize("memory", memories())
+def test_the_primitives_buckets_use(memory):
+    a = memory.zeros(6, np.float32)
+    assert backends.memory_of(a) is memory
+    memory.copy_into(a, np.arange(6, dtype=np.float32))
+    memory.scale(a, 0.5)
+    b = memory.zeros(6, np.float32)
+    memory.copy_into(b, a)                          # within one memory
+    host = memory.pinned_empty(6, np.float32)
+    assert isinstance(host, np.ndarray) and backends.memory_of(host).HOST_MEMORY
+    memory.copy_to_host(b, host)
+    np.testing.assert_array_equal(host, np.arange(6) / 2)
+    seen = memory.mpi_buffer(b)                     # what MPI reads: b's own memory
+    if isinstance(seen, np.ndarray):
+        seen[0] = 7
+        memory.copy_to_host(b, host)
+        assert host[0] == 7
+
+
+@pytest.mark.parametrize("memory", memories())
+@pytest.mark.parametrize("aware", [False, True])
+def test_a_bucket_holds_the_gradients_and_averages_them(memory, aware):
+    """As average_gradients runs it, with three ranks' equal sums faked in the buffer."""
+    from fastcnn.distributed.parallel import _Bucket
+    model = small_model()
+    layers = [layer for layer in model.layers if layer.grads]
+    for i, layer in enumerate(layers):
+        for k, g in layer.grads.items():
+            layer.grads[k] = memory.zeros(g.shape, g.dtype)
+            memory.copy_into(layer.grads[k], np.full(g.shape, i + 1.0, g.dtype))
+    bucket = _Bucket([(layer, k) for layer in layers for k in layer.grads], np.float32,
+                     memory, aware)
+    assert (bucket.staging is None) == (aware or memory.HOST_MEMORY)
+    assert all(layer.grads[k] is view for layer, k, view in bucket.entries)
+    buffer = bucket.mpi_buffer()        # a host array, unless MPI reads a real GPU's memory
+    backends.memory_of(buffer).scale(buffer, 3)     # the sum over three ranks alike
+    bucket.finish(3)
+    for i, layer in enumerate(layers):
+        for k, g in layer.grads.items():
+            np.testing.assert_allclose(backends.to_host(g), i + 1.0, rtol=1e-6)
+
+
+def test_a_failing_rank_waits_until_its_report_was_read():
+    """abort's report must reach the launcher before MPI_Abort ends it: the rank waits
+    until the pipe to the launcher holds nothing unread, and never past the deadline."""
+    import select
+    import threading
+    import time
+
+    from fastcnn.distributed.world import _wait_until_read
+    read, write = os.pipe()
+    try:
+        report = b"Traceback (most recent call last):\n" * 100
+        os.write(write, report)
+        taken = []
+        reader = threading.Timer(0.2, lambda: taken.append(os.read(read, 1 << 16)))
+        reader.start()
+        _wait_until_read(write, time.monotonic() + 30)
+        assert not select.select([read], [], [], 0)[0]     # nothing left to read
+        reader.join()
+        assert taken == [report]
+        os.write(write, b"no one reads this")
+        _wait_until_read(write, time.monotonic() + 0.05)   # returns at the deadline
+        assert select.select([read], [], [], 0)[0]
+    finally:
+        os.close(read)
+        os.close(write)
 
 
 # ---------------------------------------------------------------- under mpiexec

@@ -1,5 +1,6 @@
 """Sequential: summary, fit/evaluate/predict, callbacks, save/load and its errors, the
-plot, and flat memory across epochs."""
+plot, and flat memory across epochs; the training loop and its strategy hooks; another
+kind of model built on the Model base."""
 
 import os
 import tracemalloc
@@ -9,8 +10,8 @@ import pytest
 
 from fastcnn import nn
 from fastcnn.data import DataLoader
-from fastcnn.model import (EarlyStopping, LearningRateScheduler, ModelCheckpoint,
-                           ModelFileError, Sequential, load)
+from fastcnn.model import (EarlyStopping, LearningRateScheduler, Model, ModelCheckpoint,
+                           ModelFileError, Sequential, Strategy, load)
 from fastcnn.optim import SGD, Adam
 
 
@@ -76,7 +77,7 @@ def test_fit_prints_one_line_per_epoch_when_not_a_terminal(capsys):
 
 def test_progress_bar_shows_the_running_counts_when_redrawn(monkeypatch):
     """The bar gets fresh numbers only after a redraw (each costs a copy on the GPU)."""
-    import fastcnn.model
+    from fastcnn.model import training
 
     class Bar:
         postfixes, redraws, start_t = [], iter([False, True, False]), 0.0
@@ -90,7 +91,7 @@ def test_progress_bar_shows_the_running_counts_when_redrawn(monkeypatch):
         def close(self):
             pass
 
-    monkeypatch.setattr(fastcnn.model, "_progress", lambda *args: Bar())
+    monkeypatch.setattr(training, "_progress", lambda *args: Bar())
     x, y = blobs(30)
     logs = small_cnn().fit(DataLoader((x, y), batch_size=10), verbose=1).history
     first, last = Bar.postfixes
@@ -240,3 +241,167 @@ def test_memory_stays_flat_across_epochs():
     activation = 100 * 16 * 8 * 8 * 4              # the conv's output, in bytes (400 KiB)
     assert max(sizes) - min(sizes) < activation / 8, sizes
     assert max(peaks) - min(peaks) < activation / 8, peaks
+
+
+# ---------------------------------------------------------------- the training loop
+
+
+def test_fit_and_evaluate_run_one_batch_loop(monkeypatch):
+    """fit's training pass, its validation and evaluate are the same loop (run_pass)."""
+    from fastcnn.model import training
+    passes, run_pass = [], training.run_pass
+
+    def spy(model, batches, step, strategy, bar=None):
+        passes.append(getattr(step, "__name__", None) or step.func.__name__)
+        return run_pass(model, batches, step, strategy, bar)
+
+    monkeypatch.setattr(training, "run_pass", spy)
+    x, y = blobs(30)
+    model = small_cnn()
+    model.fit((x, y), epochs=2, val=(x, y), verbose=0)
+    model.evaluate((x, y))
+    assert passes == ["train_step", "loss_step", "train_step", "loss_step", "loss_step"]
+
+
+def test_a_step_prepares_its_target_once(monkeypatch):
+    x, y = blobs(30)
+    model = small_cnn()
+    calls, prepare = [], model.loss.prepare_target
+    model.loss.prepare_target = lambda pred, target: calls.append(1) or prepare(pred, target)
+    model.fit(DataLoader((x, y), batch_size=10), val=DataLoader((x, y), batch_size=15),
+              verbose=0)
+    assert len(calls) == 3 + 2          # 3 training steps, 2 validation batches
+    model.evaluate((x, y), batch_size=30)
+    assert len(calls) == 3 + 2 + 1
+
+
+class Recorder(Strategy):
+    """A strategy that records what the loop asks of it, as if a second process doubled
+    every sum."""
+
+    is_main = False
+    calls = []
+
+    @classmethod
+    def for_fit(cls, model, train, epochs, val):
+        cls.calls.append("for_fit")
+        return cls(), train
+
+    def eval_shard(self, data, batch_size):
+        self.calls.append("eval_shard")
+        return super().eval_shard(data, batch_size)
+
+    def after_backward(self):
+        self.calls.append("after_backward")
+
+    def reduce(self, values):
+        self.calls.append("reduce")
+        return [2 * v for v in values[:3]] + [values[3]]
+
+    def end_epoch(self):
+        self.calls.append("end_epoch")
+
+    def abort(self, error):
+        self.calls.append(f"abort {error}")
+
+
+def test_the_strategy_hooks(monkeypatch, capsys):
+    """A distributed fit talks to fastcnn.distributed only through its strategy's hooks."""
+    from fastcnn.model import training
+    monkeypatch.setattr(training, "_distributed", lambda name: Recorder)
+    x, y = blobs(20)
+    model = small_cnn()
+    plain = small_cnn().fit(DataLoader((x, y), batch_size=10), val=(x, y), verbose=0)
+    history = model.fit(DataLoader((x, y), batch_size=10), val=(x, y), verbose=2,
+                        distributed=True)
+    assert Recorder.calls == ["for_fit", "after_backward", "after_backward", "reduce",
+                              "end_epoch", "eval_shard", "reduce"]
+    assert capsys.readouterr().out == ""            # is_main False: nothing printed
+    assert history["loss"] == plain["loss"] and history["val_accuracy"] == plain["val_accuracy"]
+    assert model.parallel is None
+    Recorder.calls.clear()
+    model.train_step = lambda *args: 1 / 0
+    with pytest.raises(ZeroDivisionError):
+        model.fit((x, y), verbose=0, distributed=True)
+    assert Recorder.calls == ["for_fit", "abort division by zero"]
+
+
+def test_train_step_calls_the_attached_strategy():
+    """A hand-written loop's DataParallel is model.parallel: train_step averages there."""
+    x, y = blobs(10)
+    model = small_cnn()
+    model.parallel = Recorder()
+    Recorder.calls.clear()
+    model.train_step(x, y)
+    assert Recorder.calls == ["after_backward"]
+
+
+# ---------------------------------------------------------------- another kind of model
+
+
+class Residual(Model):
+    """y = x + f(x), f a chain of layers: another kind of model, written with only what
+    the Model contract asks for (NumPy's + makes it CPU-only)."""
+
+    FORMAT = "tests.Residual"
+
+    def __init__(self, *layers):
+        super().__init__(layers)
+
+    def forward(self, x):
+        self.input_shape = tuple(x.shape[1:])
+        for layer in self.layers:
+            layer.forget()
+        h = x
+        for layer in self.layers:
+            h = layer.forward(h)
+        return x + h
+
+    def backward(self, dy, need_dx=True):
+        g = dy
+        for layer in reversed(self.layers):
+            g = layer.backward(g)
+        return dy + g if need_dx else None
+
+    def architecture(self):
+        return {"format": self.FORMAT, "version": 1, "layers": self.layer_specs(),
+                "skip": "identity"}
+
+    @classmethod
+    def from_architecture(cls, arch, layers):
+        if arch.get("skip") != "identity":
+            raise ValueError(f"unknown skip connection {arch.get('skip')!r}")
+        return cls(*layers)
+
+    def summary_rows(self, input_shape):
+        return [(f"f{i}", repr(layer), input_shape if i == len(self.layers) - 1 else None,
+                 layer.num_params()) for i, layer in enumerate(self.layers)]
+
+
+def test_another_kind_of_model_trains_saves_and_loads(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    y = x + np.tanh(x @ rng.normal(size=(4, 4))).astype(np.float32)
+    model = Residual(nn.Linear(4, 16, rng=1), nn.Tanh(), nn.Linear(16, 4, rng=2))
+    model.compile(Adam(model.parameters(), lr=0.01), nn.MSE())
+    best = ModelCheckpoint(tmp_path / "best.npz", monitor="val_loss", save_best_only=True)
+    history = model.fit(DataLoader((x, y), batch_size=16, shuffle=True, seed=3), epochs=5,
+                        val=(x, y), verbose=0, callbacks=[best, EarlyStopping(patience=2)])
+    assert history["loss"][-1] < history["loss"][0]
+    assert model.evaluate((x, y))["loss"] == history["val_loss"][-1]
+    assert "f2" in model.summary((4,)) and "total parameters: 148" in model.summary()
+    model.save(tmp_path / "r.npz")
+    again = load(tmp_path / "r.npz")
+    assert type(again) is Residual
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+    with pytest.raises(ModelFileError, match="holds a Residual, not a Sequential"):
+        Sequential.load(tmp_path / "r.npz")
+    assert type(Residual.load(tmp_path / "best.npz")) is Residual
+    fresh = Residual(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 4))
+    np.testing.assert_array_equal(fresh.load_weights(tmp_path / "r.npz").predict(x),
+                                  model.predict(x))
+    twin = Residual(nn.Linear(4, 16, rng=1), nn.Tanh(), nn.Linear(16, 4, rng=2))
+    twin.compile(Adam(twin.parameters(), lr=0.01), nn.MSE())
+    spread = twin.fit(DataLoader((x, y), batch_size=16, shuffle=True, seed=3), verbose=0,
+                      distributed=True)
+    assert spread["loss"][0] == history["loss"][0]     # a world of one: the same epoch

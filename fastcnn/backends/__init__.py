@@ -10,6 +10,8 @@ reaches a backend as (top, bottom, left, right); output shapes as the out= array
 
 import importlib
 
+import numpy as np
+
 NAMES = ("reference", "cpu", "cuda")
 
 
@@ -40,6 +42,15 @@ def _of(a):
     return get("cuda" if on_gpu(a) else "cpu")
 
 
+def memory_of(a):
+    """The module that moves and scales whole arrays in the memory a lives in (allocate,
+    a pinned host buffer, copy to and from the host, scale in place, the buffer MPI may
+    read): ``cuda._arrays`` for GPU arrays, ``_numpy`` for the others. Both have the
+    same names, so code using them never asks where an array lives."""
+    return importlib.import_module(f"{__name__}.cuda._arrays" if on_gpu(a)
+                                   else f"{__name__}._numpy")
+
+
 def zeros_like(a):
     """A zero array of a's shape and dtype, where a lives."""
     return _of(a).zeros(a.shape, a.dtype)
@@ -55,6 +66,18 @@ def to_device(a):
 def to_host(a):
     """a as a NumPy array, copied from the GPU if it lives there."""
     return _of(a).to_host(a)
+
+
+def place(a, device, dtype=None):
+    """Data a caller hands in (a batch, a target), where the arrays it meets live: a GPU
+    array as it is; anything else as a NumPy array, cast to dtype (when given) and moved
+    to device ("cpu" or "cuda"). The one host-to-device rule of fit, predict and losses."""
+    if on_gpu(a):
+        return a
+    a = np.asarray(a)
+    if dtype is not None and a.dtype != dtype:
+        a = a.astype(dtype)
+    return to_device(a) if device == "cuda" else a
 
 
 def mover(device):

@@ -22,6 +22,38 @@ def to_host(a):
     return np.asarray(a)
 
 
+# ---- moving and scaling whole arrays (fastcnn.distributed's gradient buckets); the cuda
+# backend's _arrays has the same names. Host memory is what MPI reads and writes itself.
+
+HOST_MEMORY = True
+
+
+def pinned_empty(shape, dtype):
+    """A host array for fast copies to and from this memory: any host array is one."""
+    return np.empty(shape, dtype)
+
+
+def copy_into(dst, src):
+    """dst[...] = src: dst in this memory, src a host array (or one in this memory) of its
+    shape."""
+    np.copyto(dst, np.reshape(src, dst.shape))
+
+
+def copy_to_host(src, out):
+    """out[...] = src, out a host array of src's shape."""
+    np.copyto(out, src)
+
+
+def scale(a, factor):
+    """a *= factor, in place."""
+    np.multiply(a, a.dtype.type(factor), out=a)
+
+
+def mpi_buffer(a):
+    """a as MPI may read and write it once every op writing it has finished: itself."""
+    return a
+
+
 def check_indices(op, name, indices, size):
     """indices as int32, each in [0, size); a ValueError otherwise."""
     if indices.size:

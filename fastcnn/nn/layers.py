@@ -72,7 +72,9 @@ class Layer:
     def backward(self, dy, need_dx=True):
         """dx for dy (the gradient of the loss with respect to forward's output), or None
         with need_dx=False; writes this batch's gradients into grads."""
-        shape = self._saved(self._out_shape)
+        shape = self._out_shape
+        if shape is None:
+            raise RuntimeError(f"{self.name}: backward() needs a forward pass first")
         try:
             need_dx = _args.flag("backward", "need_dx", need_dx)
             if not hasattr(dy, "shape"):
@@ -144,20 +146,6 @@ class Layer:
         """error's kind (ValueError or TypeError) with this layer's name before its message."""
         kind = ValueError if isinstance(error, ValueError) else TypeError
         return kind(f"{self.name}: {error}")
-
-    def _error(self, message):
-        """A ValueError naming this layer, for code outside the wrapped forward/backward (the
-        losses, whose forward takes a target)."""
-        return self._named(ValueError(message))
-
-    def _saved(self, value, what="forward"):
-        if value is None:
-            raise RuntimeError(f"{self.name}: backward() needs a {what} pass first")
-        return value
-
-    def _buffer(self, key, shape, dtype, like):
-        """reuse.reuse, for the losses, which know their results' shapes."""
-        return self.reuse.reuse(key, shape, dtype, like)
 
     def _expect(self, x, ndim, layout, axis1=None):
         """A clear error unless x is an ndim-D array (with axis1 channels/features): for the

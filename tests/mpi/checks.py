@@ -148,7 +148,7 @@ def check_gpu():
         parallel = dist.DataParallel(model, bucket_mb=400 / 2**20)
         # conv weight and bias (288 + 32 bytes), linear weight (1536), linear bias (24)
         assert [len(b.entries) for b in parallel.buckets] == [2, 1, 1]
-        assert all(b.gpu for b in parallel.buckets)
+        assert all(b.memory.DEVICE == "cuda" for b in parallel.buckets)
         assert (parallel.buckets[0].staging is None) == (aware == "1")
         for _ in range(2):      # the second time, the gradients already are bucket views
             parallel.average_gradients()

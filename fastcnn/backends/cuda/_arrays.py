@@ -142,6 +142,37 @@ def scale(a, factor):
     scale_kernel(a.dtype)[blocks_for(a.size), THREADS](flat(a), a.dtype.type(factor))
 
 
+# ---------------------------------------------------------------- whole-array moves
+# What fastcnn.distributed's gradient buckets need, under the names the NumPy backends'
+# _numpy has: they never ask where an array lives.
+
+HOST_MEMORY = False    # MPI reads device memory only when it is CUDA-aware
+
+
+def pinned_empty(shape, dtype):
+    """A page-locked host array: copies between it and the GPU run at full speed."""
+    _require_gpu()
+    return cuda.pinned_array(shape, np.dtype(dtype))
+
+
+def copy_into(dst, src):
+    """dst[...] = src: dst a device array, src a contiguous host or device array of its
+    shape."""
+    asarray(dst).copy_to_device(src.reshape(dst.shape))
+
+
+def copy_to_host(src, out):
+    """out[...] = src: src a device array, out a host array of its shape."""
+    asarray(src).copy_to_host(out)
+
+
+def mpi_buffer(a):
+    """a as a CUDA-aware MPI may read and write it: once the kernels writing it have
+    finished (they all run on the default stream); on the simulator, its host memory."""
+    cuda.synchronize()
+    return a._ary if SIMULATOR else a
+
+
 # ---------------------------------------------------------------- strided arrays
 
 
