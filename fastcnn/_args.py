@@ -47,10 +47,15 @@ def number(where, name, value, low=-math.inf, high=math.inf, high_open=False):
     """A real number (not a bool, not NaN) in [low, high] ([low, high) with high_open)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{where}: {name} must be a number, got {value!r}")
-    if not (low <= value and (value < high if high_open else value <= high)):
+    try:
+        as_float, shown = float(value), value
+    except OverflowError:   # an int past the float range (10**400)
+        as_float = math.inf if value > 0 else -math.inf   # (copysign would overflow too)
+        shown = f"an int of {len(str(abs(value)))} digits"
+    if not (low <= as_float and (as_float < high if high_open else as_float <= high)):
         bound = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
-        raise ValueError(f"{where}: {name} must be in {bound}, got {value}")
-    return float(value)
+        raise ValueError(f"{where}: {name} must be in {bound}, got {shown}")
+    return as_float
 
 
 def flag(where, name, value):

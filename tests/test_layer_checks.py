@@ -138,8 +138,26 @@ def test_layers_leave_the_checks_to_functional():
     with pytest.raises(ValueError, match=r"^BatchNorm2d\(4\): batch_norm: gamma must have "
                                          r"shape \(3,\)"):
         nn.BatchNorm2d(4).forward(np.zeros((2, 3, 4, 4), np.float32))
-    with pytest.raises(TypeError, match=r"^ReLU\(\): relu: x must be an array, got None"):
-        nn.ReLU().forward(None)
+    with pytest.raises(TypeError, match=r"^ReLU\(\): relu: x must be float32 or float64, got "
+                                        r"int64"):
+        nn.ReLU().forward(np.zeros(3, np.int64))
+
+
+@pytest.mark.parametrize("case", sorted(LAYER_CASES))
+@pytest.mark.parametrize("x", [None, [[1.0, 2.0]], 3.0], ids=["None", "list", "float"])
+def test_forward_takes_arrays(case, x):
+    """A layer hands on arrays (its dy must have the shape of what it returned): a list
+    that an op would convert is refused too, by every layer alike."""
+    layer = LAYER_CASES[case][0]()
+    with pytest.raises(TypeError, match=f"^{re.escape(layer.name)}: forward: x must be an "
+                                        f"array, got {type(x).__name__}"):
+        layer.forward(x)
+
+
+@pytest.mark.parametrize("make", [nn.ReLU, nn.Sigmoid, nn.Tanh, nn.Softmax, nn.Flatten])
+def test_layers_without_arguments_take_none(make):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'config'"):
+        make(config=1)
 
 
 # ---------------------------------------------------------------- reused arrays

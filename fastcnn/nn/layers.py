@@ -11,8 +11,8 @@ of this batch into ``grads`` (it overwrites them, it does not accumulate);
 ``backward(dy, need_dx=False)`` computes only the gradients and returns None (a
 layer without parameters then does nothing at all).
 
-Checks are functional's: a layer checks only what functional cannot know (that dy
-has the shape forward returned, the ranks a layer takes beyond its op's, the input
+Checks are functional's: a layer checks only what functional cannot know (that x is
+an array and dy has the shape forward returned, the ranks a layer takes beyond its op's, the input
 its constructor declared: Linear's in_features, Conv2d's in_channels), and the
 constructor checks its arguments with the rules functional applies to the same
 arguments (``fastcnn._args``). Every ValueError or TypeError raised in a layer's
@@ -60,9 +60,12 @@ class Layer:
     # ---- forward and backward
 
     def forward(self, x):
-        """The layer's output for x."""
+        """The layer's output for x (an array: a layer hands on arrays, and dy must have
+        the shape of what it returned)."""
         self.forget()
         try:
+            if not hasattr(x, "shape"):
+                raise TypeError(f"forward: x must be an array, got {type(x).__name__}")
             y = self._forward(x)
         except (ValueError, TypeError) as e:
             raise self._named(e) from e
@@ -150,8 +153,6 @@ class Layer:
     def _expect(self, x, ndim, layout, axis1=None):
         """A clear error unless x is an ndim-D array (with axis1 channels/features): for the
         ranks and sizes that the layer, not its op, defines."""
-        if not hasattr(x, "shape"):
-            raise TypeError(f"expects an array {layout}, got {type(x).__name__}")
         shape = tuple(x.shape)
         if len(shape) not in ((ndim,) if isinstance(ndim, int) else ndim):
             raise ValueError(f"expects input {layout}, got shape {shape}")
@@ -405,6 +406,9 @@ class Upsample(Layer):
 class Flatten(Layer):
     """(N, ...) -> (N, prod(...)): a view, no copy."""
 
+    def __init__(self):
+        super().__init__()
+
     def _forward(self, x):
         self._expect(x, tuple(range(2, 33)), "(N, ...)")
         self.saved["input_shape"] = tuple(x.shape)
@@ -418,15 +422,20 @@ class Flatten(Layer):
 
 
 class _Activation(Layer):
-    """An elementwise op whose backward needs x or y (`saves`), with extra arguments
-    (`_op_args`, checked by the constructor)."""
+    """An elementwise op whose backward needs x or y (`saves`); a subclass whose op takes
+    arguments passes them to _takes."""
 
     op = None
     saves = "y"
 
-    def __init__(self, **config):
-        super().__init__(**config)
-        self._op_args = tuple(_args.arg(type(self).__name__, k, v) for k, v in config.items())
+    def __init__(self):
+        super().__init__()
+        self._op_args = ()
+
+    def _takes(self, **op_args):
+        """The op's extra arguments, checked by functional's rules, for the op and config."""
+        self._config = op_args
+        self._op_args = tuple(_args.arg(type(self).__name__, k, v) for k, v in op_args.items())
 
     def _forward(self, x):
         y = getattr(F, self.op)(x, *self._op_args, out=self.reuse.out("y", x))
@@ -448,14 +457,16 @@ class LeakyReLU(_Activation):
     op, saves = "leaky_relu", "x"
 
     def __init__(self, negative_slope=0.01):
-        super().__init__(negative_slope=negative_slope)
+        super().__init__()
+        self._takes(negative_slope=negative_slope)
 
 
 class ELU(_Activation):
     op = "elu"
 
     def __init__(self, alpha=1.0):
-        super().__init__(alpha=alpha)
+        super().__init__()
+        self._takes(alpha=alpha)
 
 
 class Sigmoid(_Activation):
