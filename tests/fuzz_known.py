@@ -11,7 +11,5 @@ exception's type, or the signal), and optionally message, targets and call (the
 case's one-line repr).
 """
 
-NN = "nn branch"
-
 KNOWN = [
 ]
