@@ -15,6 +15,7 @@ call to time (``trains``).
 """
 
 import dataclasses
+import math
 from typing import Callable, Optional
 
 import numpy as np
@@ -132,6 +133,41 @@ def pool(kind, x, size, train, tiny=False, **flags):
     return _with_tiny(case, pool(kind, (2, 3, 2 * size, 2 * size), size, train, True))
 
 
+def adaptive_pool(x, size, train, tiny=False, **flags):
+    """Adaptive average pooling of x to size x size (or forward + backward); size 1 is
+    global pooling."""
+    n, c, h, w = x
+    arrays = {"x": x}
+    if train:
+        arrays["dy"] = (n, c, size, size)
+    case = Case(name=f"adaptive_avg_pool2d{'+bwd' if train else ''} {_x(x)}->{size}x{size}",
+                step="adaptive_avg_pool2d_train" if train else "adaptive_avg_pool2d",
+                arrays=arrays, params={"output_size": (size, size)},
+                describe=f"{_x(x)} -> {_x((n, c, size, size))}", **flags)
+    if tiny:
+        return case
+    return _with_tiny(case, adaptive_pool((2, 3, h, w), size, train, True))
+
+
+def ceil_pool(x, size, stride, train, tiny=False, **flags):
+    """max pooling with ceil_mode, size x size windows overlapping at stride (or forward +
+    backward): GoogLeNet's MaxPool2d(3, stride=2, ceil_mode=True)."""
+    n, c, h, w = x
+    oh, ow = (output_size(h, size, stride, ceil_mode=True),
+              output_size(w, size, stride, ceil_mode=True))
+    arrays = {"x": x}
+    if train:
+        arrays["dy"] = (n, c, oh, ow)
+    case = Case(name=f"max_pool2d{'+bwd' if train else ''} ceil {_x(x)}",
+                step="max_pool2d_ceil_train" if train else "max_pool2d_ceil", arrays=arrays,
+                params={"kernel_size": (size, size), "stride": (stride, stride)},
+                describe=f"{_x(x)}, {size}x{size} stride {stride}, ceil_mode -> {oh}x{ow}",
+                **flags)
+    if tiny:
+        return case
+    return _with_tiny(case, ceil_pool((2, 3, 2 * size, 2 * size), size, stride, train, True))
+
+
 def upsample(x, scale, train, tiny=False, **flags):
     """Nearest-neighbour upsampling by scale (or forward + backward)."""
     n, c, h, w = x
@@ -145,6 +181,25 @@ def upsample(x, scale, train, tiny=False, **flags):
     if tiny:
         return case
     return _with_tiny(case, upsample((2, 3, 3, 3), scale, train, True))
+
+
+def resample(mode, x, scale, train, align_corners=False, tiny=False, **flags):
+    """Nearest or bilinear resampling by a (non-integer) scale factor, PyTorch's
+    F.interpolate (or forward + backward)."""
+    n, c, h, w = x
+    y = (n, c, math.floor(h * scale), math.floor(w * scale))
+    arrays = {"x": x, "dy": y} if train else {"x": x}
+    params = {"scale_factor": (scale, scale)}
+    if mode == "bilinear":
+        params["align_corners"] = align_corners
+    op = f"upsample_{mode}2d"
+    case = Case(name=f"{op}{'+bwd' if train else ''} {_x(x)} x{scale}",
+                step=f"{op}_train" if train else op, arrays=arrays, params=params,
+                describe=f"{_x(x)} -> {_x(y)}" + (", align_corners" if align_corners else ""),
+                reference=False, **flags)   # the reference's scatter takes seconds here
+    if tiny:
+        return case
+    return _with_tiny(case, resample(mode, (2, 3, 3, 3), scale, train, align_corners, True))
 
 
 def matmul(m, k, n, tiny=False, **flags):
@@ -205,6 +260,12 @@ CASES = [
     *[pool(kind, x, 2, train) for kind in ("max", "avg") for train in (False, True)
       for x in ((100, 32, 28, 28), (64, 128, 32, 32))],
     *[upsample((64, 128, 16, 16), 2, train) for train in (False, True)],
+    *[resample("bilinear", (16, 64, 64, 64), 2, train) for train in (False, True)],
+    resample("nearest", (16, 64, 64, 64), 1.5, train=True),
+    # ResNet's global pooling and AlexNet's adaptive one (issue 13)
+    *[adaptive_pool(x, size, train, reference=False) for x, size in
+      (((64, 512, 7, 7), 1), ((64, 256, 13, 13), 6)) for train in (False, True)],
+    *[ceil_pool((16, 64, 112, 112), 3, 2, train, reference=False) for train in (False, True)],
     matmul(1024, 1024, 1024),
     matmul(4096, 4096, 4096, quick=False),
     *[linear(100, 3136, 10, train) for train in (False, True)],
@@ -230,6 +291,11 @@ TARGETS = {
     "conv2d+bwd C": [Target("fastcnn-cuda", "torch", 0.5, "<= 2x cuDNN's time (#5)")],
     "max_pool2d+bwd 100x32x28x28": [
         Target("fastcnn-cpu", "torch", 2.0, "<= 0.5x PyTorch's time (#3)")],
+    "upsample_bilinear2d+bwd 16x64x64x64 x2": [
+        Target("fastcnn-cpu", "torch", 1.5, ">= 1.5x PyTorch CPU (#13)")],
+    **{f"adaptive_avg_pool2d+bwd {shape}": [
+        Target("fastcnn-cpu", "torch", 1.5, ">= 1.5x PyTorch CPU (#13)")]
+       for shape in ("64x512x7x7->1x1", "64x256x13x13->6x6")},
     "matmul 1024x1024x1024": [Target("fastcnn-cpu", "numpy", 0.9, ">= 0.9x NumPy's GFLOP/s (#3)")],
     "matmul 4096x4096x4096": [Target("fastcnn-cuda", "torch", 0.5, ">= 50% of cuBLAS (#5)")],
     **{f"seed_cnn epoch {n}": [

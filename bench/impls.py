@@ -8,7 +8,7 @@ backward for an upstream gradient ``dy``, returning the forward's output and
 every gradient, so all implementations do the same work:
 
     conv2d_train      -> (y, dx, dweight, dbias)
-    max/avg_pool2d_train, upsample_nearest2d_train -> (y, dx)
+    max/avg_pool2d_train, upsample_nearest2d_train, upsample_bilinear2d_train -> (y, dx)
     linear_train      -> (y, dx, dweight, dbias)
     max_pool2d        -> (y, indices)   # indices as h * W + w: what backward needs
 
@@ -140,12 +140,37 @@ class Fastcnn(Implementation):
         y = self.F.avg_pool2d(x, kernel_size, backend=self.backend)
         return y, self.F.avg_pool2d_backward(dy, x.shape, kernel_size, backend=self.backend)
 
+    def adaptive_avg_pool2d(self, x, output_size):
+        return self.F.adaptive_avg_pool2d(x, output_size, backend=self.backend)
+
+    def adaptive_avg_pool2d_train(self, x, dy, output_size):
+        y = self.F.adaptive_avg_pool2d(x, output_size, backend=self.backend)
+        return y, self.F.adaptive_avg_pool2d_backward(dy, x.shape, backend=self.backend)
+
+    def max_pool2d_ceil(self, x, kernel_size, stride):
+        return self.F.max_pool2d(x, kernel_size, stride, ceil_mode=True, backend=self.backend)
+
+    def max_pool2d_ceil_train(self, x, dy, kernel_size, stride):
+        y, indices = self.max_pool2d_ceil(x, kernel_size, stride)
+        return y, self.F.max_pool2d_backward(dy, indices, x.shape, backend=self.backend)
+
     def upsample_nearest2d(self, x, scale_factor):
         return self.F.upsample_nearest2d(x, scale_factor, backend=self.backend)
 
     def upsample_nearest2d_train(self, x, dy, scale_factor):
         y = self.F.upsample_nearest2d(x, scale_factor, backend=self.backend)
-        return y, self.F.upsample_nearest2d_backward(dy, scale_factor, backend=self.backend)
+        return y, self.F.upsample_nearest2d_backward(dy, x.shape, scale_factor,
+                                                     backend=self.backend)
+
+    def upsample_bilinear2d(self, x, scale_factor, align_corners):
+        return self.F.upsample_bilinear2d(x, scale_factor, align_corners=align_corners,
+                                          backend=self.backend)
+
+    def upsample_bilinear2d_train(self, x, dy, scale_factor, align_corners):
+        y = self.F.upsample_bilinear2d(x, scale_factor, align_corners=align_corners,
+                                       backend=self.backend)
+        return y, self.F.upsample_bilinear2d_backward(
+            dy, x.shape, scale_factor, align_corners=align_corners, backend=self.backend)
 
     def matmul(self, a, b):
         return self.F.matmul(a, b, backend=self.backend)
@@ -192,8 +217,22 @@ class NumPy(Implementation):
     max_pool2d_train = staticmethod(numpy_baseline.max_pool2d_train)
     avg_pool2d = staticmethod(numpy_baseline.avg_pool2d)
     avg_pool2d_train = staticmethod(numpy_baseline.avg_pool2d_train)
+    adaptive_avg_pool2d = staticmethod(numpy_baseline.adaptive_avg_pool2d)
+    adaptive_avg_pool2d_train = staticmethod(numpy_baseline.adaptive_avg_pool2d_train)
+    max_pool2d_ceil = staticmethod(numpy_baseline.max_pool2d_ceil)
+    max_pool2d_ceil_train = staticmethod(numpy_baseline.max_pool2d_ceil_train)
     upsample_nearest2d = staticmethod(numpy_baseline.upsample_nearest2d)
-    upsample_nearest2d_train = staticmethod(numpy_baseline.upsample_nearest2d_train)
+
+    def upsample_nearest2d_train(self, x, dy, scale_factor):
+        if any(f != int(f) for f in scale_factor):
+            return numpy_baseline.upsample_train(x, dy, scale_factor, "nearest")
+        return numpy_baseline.upsample_nearest2d_train(x, dy, tuple(map(int, scale_factor)))
+
+    def upsample_bilinear2d(self, x, scale_factor, align_corners):
+        return numpy_baseline.upsample(x, scale_factor, "bilinear", align_corners)
+
+    def upsample_bilinear2d_train(self, x, dy, scale_factor, align_corners):
+        return numpy_baseline.upsample_train(x, dy, scale_factor, "bilinear", align_corners)
     matmul = staticmethod(numpy_baseline.matmul)
     linear = staticmethod(numpy_baseline.linear)
     linear_train = staticmethod(numpy_baseline.linear_train)
@@ -292,12 +331,37 @@ class Torch(Implementation):
         leaves = self._leaves(x)
         return self._backward(self.F.avg_pool2d(leaves[0], kernel_size), dy, leaves)
 
+    def adaptive_avg_pool2d(self, x, output_size):
+        return self.F.adaptive_avg_pool2d(x, output_size)
+
+    def adaptive_avg_pool2d_train(self, x, dy, output_size):
+        leaves = self._leaves(x)
+        return self._backward(self.F.adaptive_avg_pool2d(leaves[0], output_size), dy, leaves)
+
+    def max_pool2d_ceil(self, x, kernel_size, stride):
+        return self.F.max_pool2d(x, kernel_size, stride, ceil_mode=True, return_indices=True)
+
+    def max_pool2d_ceil_train(self, x, dy, kernel_size, stride):
+        leaves = self._leaves(x)
+        y = self.F.max_pool2d(leaves[0], kernel_size, stride, ceil_mode=True)
+        return self._backward(y, dy, leaves)
+
     def upsample_nearest2d(self, x, scale_factor):
         return self.F.interpolate(x, scale_factor=scale_factor, mode="nearest")
 
     def upsample_nearest2d_train(self, x, dy, scale_factor):
         leaves = self._leaves(x)
         y = self.F.interpolate(leaves[0], scale_factor=scale_factor, mode="nearest")
+        return self._backward(y, dy, leaves)
+
+    def upsample_bilinear2d(self, x, scale_factor, align_corners):
+        return self.F.interpolate(x, scale_factor=scale_factor, mode="bilinear",
+                                  align_corners=align_corners)
+
+    def upsample_bilinear2d_train(self, x, dy, scale_factor, align_corners):
+        leaves = self._leaves(x)
+        y = self.F.interpolate(leaves[0], scale_factor=scale_factor, mode="bilinear",
+                               align_corners=align_corners)
         return self._backward(y, dy, leaves)
 
     def matmul(self, a, b):

@@ -2,7 +2,8 @@
 
 Idiomatic, not deliberately slow: convolution is im2col through a strided view
 (``sliding_window_view``, copied once into columns) followed by a batched BLAS
-matmul; pools and upsampling are reshapes of the image into its windows. It
+matmul; pools and upsampling are reshapes of the image into its windows (by other
+than integer factors, and bilinear: a product with a resampling matrix per axis). It
 covers the shapes the suite runs (pools: stride = kernel, sizes divisible by
 it); anything else raises NotImplementedError and the runner marks it n/a.
 """
@@ -10,7 +11,7 @@ it); anything else raises NotImplementedError and the runner marks it n/a.
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from fastcnn.backends import output_size
+from fastcnn.backends import coordinates, output_size
 
 
 def _pad(x, padding):
@@ -115,6 +116,63 @@ def avg_pool2d_train(x, dy, kernel_size):
     return avg_pool2d(x, kernel_size), dx.reshape(x.shape)
 
 
+def _adaptive_windows(size, out):
+    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """A mean per window: a reshape when the output size divides the input's (global
+    pooling too), else one slice per window."""
+    (oh, ow), (n, c, h, w) = output_size, x.shape
+    if h % oh == 0 and w % ow == 0:
+        return avg_pool2d(x, (h // oh, w // ow))
+    y = np.empty((n, c, oh, ow), x.dtype)
+    for o, (h0, h1) in enumerate(_adaptive_windows(h, oh)):
+        for q, (w0, w1) in enumerate(_adaptive_windows(w, ow)):
+            y[:, :, o, q] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
+    return y
+
+
+def adaptive_avg_pool2d_train(x, dy, output_size):
+    (oh, ow), (h, w) = output_size, x.shape[2:]
+    if h % oh == 0 and w % ow == 0:
+        return avg_pool2d_train(x, dy, (h // oh, w // ow))
+    dx = np.zeros(x.shape, dy.dtype)
+    for o, (h0, h1) in enumerate(_adaptive_windows(h, oh)):
+        for q, (w0, w1) in enumerate(_adaptive_windows(w, ow)):
+            share = dy[:, :, o, q] / dy.dtype.type((h1 - h0) * (w1 - w0))
+            dx[:, :, h0:h1, w0:w1] += share[:, :, None, None]
+    return adaptive_avg_pool2d(x, output_size), dx
+
+
+def _ceil_max_pool(x, kernel_size, stride):
+    """(y, the arg-max's flat index h * W + w) of a ceil_mode max pool (no padding): the
+    image padded at its end with -inf, so that the last windows fit, cut into windows."""
+    (n, c, h, w), (kh, kw), (sh, sw) = x.shape, kernel_size, stride
+    oh, ow = output_size(h, kh, sh, ceil_mode=True), output_size(w, kw, sw, ceil_mode=True)
+    ends = ((0, 0), (0, 0), (0, (oh - 1) * sh + kh - h), (0, (ow - 1) * sw + kw - w))
+    windows = sliding_window_view(np.pad(x, ends, constant_values=-np.inf), (kh, kw),
+                                  axis=(2, 3))[:, :, ::sh, ::sw][:, :, :oh, :ow]
+    flat = windows.reshape(n, c, oh, ow, kh * kw)
+    tap = flat.argmax(axis=-1)
+    y = np.take_along_axis(flat, tap[..., None], axis=-1)[..., 0]
+    rows, cols = np.arange(oh)[:, None] * sh + tap // kw, np.arange(ow) * sw + tap % kw
+    return y, rows * w + cols
+
+
+def max_pool2d_ceil(x, kernel_size, stride):
+    y, where = _ceil_max_pool(x, kernel_size, stride)
+    return y, where.astype(np.int32)
+
+
+def max_pool2d_ceil_train(x, dy, kernel_size, stride):
+    y, where = _ceil_max_pool(x, kernel_size, stride)
+    (n, c, h, w), planes = x.shape, np.arange(x.shape[0] * x.shape[1])
+    at = (planes[:, None] * (h * w) + where.reshape(n * c, -1)).ravel()
+    dx = np.bincount(at, weights=dy.ravel(), minlength=x.size).astype(dy.dtype)
+    return y, dx.reshape(x.shape)
+
+
 def upsample_nearest2d(x, scale_factor):
     (sh, sw), (n, c, h, w) = scale_factor, x.shape
     wide = np.broadcast_to(x[:, :, :, None, :, None], (n, c, h, sh, w, sw))
@@ -125,6 +183,47 @@ def upsample_nearest2d_train(x, dy, scale_factor):
     (sh, sw), (n, c, h, w) = scale_factor, x.shape
     dx = dy.reshape(n, c, h, sh, w, sw).sum(axis=(3, 5))
     return upsample_nearest2d(x, scale_factor), dx
+
+
+def _resampling(out, size, factor, mode, align_corners, dtype):
+    """The (out x size) matrix that resamples one axis, from PyTorch's coordinate rules."""
+    m, rows = np.zeros((out, size), dtype), np.arange(out)
+    if mode == "nearest":
+        scale = coordinates.upsample_scale(size, out, factor, None, dtype)
+        m[rows, coordinates.nearest_source(out, size, scale)] = 1
+        return m
+    scale = coordinates.upsample_scale(size, out, factor, align_corners, dtype)
+    i0, i1, w0, w1 = coordinates.linear_source(out, size, scale, align_corners, dtype)
+    np.add.at(m, (rows, i0), w0)
+    np.add.at(m, (rows, i1), w1)
+    return m
+
+
+def _resamplings(x, scale_factor, mode, align_corners):
+    return [_resampling(int(n * f), n, f, mode, align_corners, x.dtype)
+            for n, f in zip(x.shape[2:], scale_factor)]
+
+
+def _product(a, x, b):
+    """a x b^T for every plane of x, as two plain gemms: along W on every row, then along
+    H with H moved to the front (NumPy's matmul of one matrix by a stack is far slower)."""
+    n, c, h, w = x.shape
+    t = x.reshape(-1, w) @ b.T                                   # (N*C*H, OW)
+    t = t.reshape(n * c, h, -1).transpose(1, 0, 2).reshape(h, -1)  # (H, N*C*OW)
+    y = (a @ t).reshape(a.shape[0], n * c, -1).transpose(1, 0, 2)  # (N*C, OH, OW)
+    return np.ascontiguousarray(y).reshape(n, c, a.shape[0], -1)
+
+
+def upsample(x, scale_factor, mode, align_corners=False):
+    """Any factor, either mode: y = A x B^T, one resampling matrix per axis."""
+    a, b = _resamplings(x, scale_factor, mode, align_corners)
+    return _product(a, x, b)
+
+
+def upsample_train(x, dy, scale_factor, mode, align_corners=False):
+    """upsample and its gradient dx = A^T dy B."""
+    a, b = _resamplings(x, scale_factor, mode, align_corners)
+    return _product(a, x, b), _product(a.T, dy, b.T)
 
 
 def matmul(a, b):

@@ -43,6 +43,15 @@ def pair(where, name, value, minimum, maximum=INT_MAX):
     return (v, v)
 
 
+def single(where, name, value, minimum, maximum=INT_MAX):
+    """An int, or a 1-tuple of one (PyTorch's form of a 1-D op's sizes)."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 1:
+            raise ValueError(f"{where}: {name} must be an int, got {value!r}")
+        (value,) = value
+    return integer(where, name, value, minimum, maximum)
+
+
 def number(where, name, value, low=-math.inf, high=math.inf, high_open=False):
     """A real number (not a bool, not NaN) in [low, high] ([low, high) with high_open)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
@@ -69,8 +78,8 @@ def flag(where, name, value):
 # The arguments that an op and the layer calling it both take: each name's rule once.
 
 ARGS = {
-    "kernel_size": (pair, 1), "stride": (pair, 1),
-    "dilation": (pair, 1), "scale_factor": (pair, 1), "pool_size": (integer, 1),
+    "kernel_size": (pair, 1), "stride": (pair, 1), "dilation": (pair, 1),
+    "output_padding": (pair, 0), "groups": (integer, 1), "pool_size": (integer, 1),
     "p": (number, 0, 1, True),                      # dropout: p = 1 would drop everything
     "negative_slope": (number,), "alpha": (number, 0),
     "momentum": (number, 0, 1), "eps": (number, 0),  # batch norm's
@@ -134,11 +143,105 @@ def conv_window(where, stride, padding_, dilation):
     return s, padding(where, padding_, s), arg(where, "dilation", dilation)
 
 
-def pool_window(where, kernel_size, stride, padding_):
-    """(kernel_size, stride, padding) of a pooling window; stride defaults to kernel_size."""
+def transposed_window(where, stride, padding_, output_padding, dilation):
+    """(stride, padding, output_padding, dilation) of a transposed convolution. Its padding
+    crops the output, so of the modes only "valid" (none) means something; output_padding
+    (added at the bottom and right) is below stride or dilation on each axis (PyTorch's)."""
+    s, d = arg(where, "stride", stride), arg(where, "dilation", dilation)
+    if isinstance(padding_, str) and padding_.lower() != "valid":
+        raise ValueError(f"{where}: padding={padding_!r} is not supported for a transposed "
+                         f"convolution; give the padding as an int, (h, w) or "
+                         f"(top, bottom, left, right) (ONNX's pads), or 'valid'")
+    p = padding(where, padding_, s)
+    p = (0, 0, 0, 0) if isinstance(p, str) else p
+    extra = arg(where, "output_padding", output_padding)
+    if any(extra[a] >= max(s[a], d[a]) for a in range(2)):
+        raise ValueError(f"{where}: output_padding {extra} must be smaller than stride {s} or "
+                         f"dilation {d} along each axis (as in PyTorch)")
+    return s, p, extra, d
+
+
+def line_padding(where, value):
+    """A 1-D op's padding as (left, right), from an int, a 1-tuple or a (left, right) pair;
+    a mode of PADDING_MODES is returned lower-cased (the caller checks it with its stride)."""
+    if isinstance(value, str):
+        if value.lower() not in PADDING_MODES:
+            raise ValueError(f"{where}: padding must be an int, a pair (left, right) or one of "
+                             f"{PADDING_MODES}, got {value!r}")
+        return value.lower()
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return tuple(integer(where, "padding", v, 0) for v in value)
+    if isinstance(value, (tuple, list)) and len(value) != 1:
+        raise ValueError(f"{where}: padding must be an int, a pair (left, right) or one of "
+                         f"{PADDING_MODES}, got {value!r}")
+    return (single(where, "padding", value, 0),) * 2
+
+
+def pool_window(where, kernel_size, stride, padding_, dilation=1):
+    """(kernel_size, stride, padding, dilation) of a pooling window; stride defaults to
+    kernel_size."""
     k = arg(where, "kernel_size", kernel_size)
     s = k if stride is None else arg(where, "stride", stride)
-    return k, s, pool_padding(where, padding(where, padding_, s), k)
+    return k, s, pool_padding(where, padding(where, padding_, s), k), arg(where, "dilation",
+                                                                          dilation)
+
+
+def line_window(where, kernel_size, stride, padding_, dilation=1):
+    """A 1-D pool's (kernel_size, stride, padding, dilation) as the 2-D arguments of the
+    same pool of a (1, L) image (ints or 1-tuples; padding also (left, right) or a mode),
+    which pool_window then checks."""
+    k = (1, single(where, "kernel_size", kernel_size, 1))
+    s = None if stride is None else (1, single(where, "stride", stride, 1))
+    p = line_padding(where, padding_)
+    return k, s, p if isinstance(p, str) else (0, 0) + p, (1, single(where, "dilation",
+                                                                     dilation, 1))
+
+
+def divisor(where, count_include_pad, divisor_override):
+    """An average pool's (count_include_pad, divisor_override or None)."""
+    include = flag(where, "count_include_pad", count_include_pad)
+    if divisor_override is None:
+        return include, None
+    return include, integer(where, "divisor_override", divisor_override, 1)
+
+
+def output_size(where, value, ndim):
+    """An adaptive pool's output size: an int, or a tuple of ndim entries, each an int or
+    None (the input's size there, which the op fills in)."""
+    if not isinstance(value, (tuple, list)):
+        return (integer(where, "output_size", value, 1),) * ndim
+    if len(value) != ndim:
+        raise ValueError(f"{where}: output_size must be an int or a tuple of {ndim}, got "
+                         f"{value!r}")
+    return tuple(None if v is None else integer(where, "output_size", v, 1) for v in value)
+
+
+def scale_factors(where, value):
+    """A resampling scale_factor as a pair of positive finite floats (from a number or a
+    pair)."""
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(values) != 2:
+        raise ValueError(f"{where}: scale_factor must be a number or a pair (h, w), got "
+                         f"{value!r}")
+    for v in values:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+            raise TypeError(f"{where}: scale_factor must be a number or a pair of numbers, "
+                            f"got {value!r}")
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"{where}: scale_factor must be positive and finite, got "
+                             f"{value!r}")
+    return tuple(float(v) for v in values)
+
+
+def resize(where, scale_factor, size):
+    """Exactly one of a resampling's scale_factor and size: (the factors or None, the
+    (h, w) size or None)."""
+    if (scale_factor is None) == (size is None):
+        raise ValueError(f"{where}: give exactly one of scale_factor and size, got "
+                         f"scale_factor={scale_factor!r} and size={size!r}")
+    if size is not None:
+        return None, pair(where, "size", size, 1)
+    return scale_factors(where, scale_factor), None
 
 
 def pool_padding(where, pads, kernel):

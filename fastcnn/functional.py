@@ -44,11 +44,15 @@ the same way. Results the caller did not pass are allocated here, so a backend
 op only fills the arrays it is handed.
 """
 
+import math
+import numbers
+
 import numpy as np
 
 from . import _args, backends
 from ._args import arg as _arg
 from ._args import integer as _int
+from .backends import coordinates
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -232,10 +236,11 @@ def _padding(padding, size, kernel, stride, dilation):
     return tuple(pads)
 
 
-def _conv_out(op, size, kernel, stride, padding, dilation, what):
+def _conv_out(op, size, kernel, stride, padding, dilation, what, ceil_mode=False):
     """Output (oh, ow) of a sliding window with padding (top, bottom, left, right); an
     error if the window does not fit, or if the padded input or the dilated kernel would
-    overflow the kernels' C int."""
+    overflow the kernels' C int. ceil_mode: the pools' rounding up (output_size), where,
+    as in PyTorch, one window may also be larger than the padded input."""
     if 0 in tuple(size):   # all-padding windows: no backend has a sensible answer (PyTorch)
         raise ValueError(f"{op}: the input has no pixels ({size[0]}x{size[1]}): a sliding "
                          f"window needs at least one in each direction; {what}")
@@ -247,14 +252,15 @@ def _conv_out(op, size, kernel, stride, padding, dilation, what):
             raise ValueError(f"{op}: along {'HW'[axis]} the padded input ({padded[axis]:,}) "
                              f"or the dilated kernel ({extent:,}) exceeds {_args.INT_MAX:,}, "
                              f"the kernels' C int ({what})")
-        if extent > padded[axis]:
+        n = backends.output_size(size[axis], kernel[axis], stride[axis],
+                                 padding[2 * axis: 2 * axis + 2], dilation[axis], ceil_mode)
+        if extent > padded[axis] and not (ceil_mode and n >= 1):
             raise ValueError(
                 f"{op}: the {'dilated ' if dilation[axis] > 1 else ''}kernel "
                 f"({kernel[0]}x{kernel[1]}, extent {extent} along {'HW'[axis]}) is larger than "
                 f"the padded input ({size[0]}x{size[1]} padded by {padding} -> "
                 f"{padded[0]}x{padded[1]}); {what}")
-        out.append(backends.output_size(size[axis], kernel[axis], stride[axis],
-                                        padding[2 * axis: 2 * axis + 2], dilation[axis]))
+        out.append(n)
     return tuple(out)
 
 
@@ -317,122 +323,408 @@ def col2im(cols, input_shape, kernel_size, stride=1, padding=0, dilation=1, *,
 # ---------------------------------------------------------------- convolution
 
 
-def _conv_args(op, x, weight, stride, padding, dilation):
+def _groups(op, x, weight, groups, transposed=False):
+    """groups as an int that divides both channel counts; weight is (out, in/groups, ...)
+    for a convolution, (in, out/groups, ...) for a transposed one."""
+    groups = _int(op, "groups", groups, 1)
+    shapes = f"(x.shape={tuple(x.shape)}, weight.shape={tuple(weight.shape)}, groups={groups})"
+    inputs, outputs = ((weight.shape[0], weight.shape[1] * groups) if transposed
+                       else (weight.shape[1] * groups, weight.shape[0]))
+    if x.shape[1] % groups:
+        raise ValueError(f"{op}: groups={groups} does not divide x's {x.shape[1]} input "
+                         f"channels {shapes}")
+    if outputs % groups:
+        raise ValueError(f"{op}: groups={groups} does not divide weight's {outputs} output "
+                         f"channels {shapes}")
+    if x.shape[1] != inputs:
+        raise ValueError(f"{op}: weight expects {inputs} input channels but x has "
+                         f"{x.shape[1]} {shapes}")
+    if outputs == 0:
+        raise ValueError(f"{op}: weight has no output channels {shapes}")
+    if 0 in weight.shape[2:]:
+        raise ValueError(f"{op}: weight's kernel is empty (weight.shape={tuple(weight.shape)})")
+    return groups
+
+
+def _conv_args(op, x, weight, stride, padding, dilation, groups):
     _ndim(op, "x", x, 4, "(N, C, H, W)")
-    _ndim(op, "weight", weight, 4, "(out_channels, in_channels, kh, kw)")
+    _ndim(op, "weight", weight, 4, "(out_channels, in_channels/groups, kh, kw)")
     _nonempty_batch(op, "x", x)
-    if weight.shape[1] != x.shape[1]:
-        raise ValueError(f"{op}: weight expects {weight.shape[1]} input channels but x has "
-                         f"{x.shape[1]} (x.shape={tuple(x.shape)}, "
-                         f"weight.shape={tuple(weight.shape)})")
-    if weight.shape[0] == 0:
-        raise ValueError(f"{op}: weight has no output channels (weight.shape="
-                         f"{tuple(weight.shape)})")
+    groups = _groups(op, x, weight, groups)
     s, p, d = _args.conv_window(op, stride, padding, dilation)
     p = _padding(p, x.shape[2:], weight.shape[2:], s, d)
     oh, ow = _conv_out(op, x.shape[2:], weight.shape[2:], s, p, d,
                        f"x.shape={tuple(x.shape)}, weight.shape={tuple(weight.shape)}")
     columns = x.shape[1] * weight.shape[2] * weight.shape[3]   # im2col's rows, one image
     _args.fits(op, "one image's column matrix", (columns, oh * ow), x.dtype)
-    return s, p, d, (x.shape[0], weight.shape[0], oh, ow)
+    return s, p, d, groups, (x.shape[0], weight.shape[0], oh, ow)
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, *, backend=None, out=None):
-    """2-D convolution (cross-correlation, as PyTorch): (N, C, H, W) -> (N, K, OH, OW)."""
+def _bias(op, bias, channels, weight):
+    if bias is not None and tuple(bias.shape) != (channels,):
+        raise ValueError(f"{op}: bias must have shape ({channels},) for weight.shape="
+                         f"{tuple(weight.shape)}, got {tuple(bias.shape)}")
+
+
+def _dy(op, dy, shape, x, weight):
+    if tuple(dy.shape) != tuple(shape):
+        raise ValueError(f"{op}: dy must have the output's shape {tuple(shape)} "
+                         f"(x.shape={tuple(x.shape)}, weight.shape={tuple(weight.shape)}), "
+                         f"got {tuple(dy.shape)}")
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, backend=None,
+           out=None):
+    """2-D convolution (cross-correlation, as PyTorch): (N, C, H, W) -> (N, K, OH, OW), weight
+    (K, C/groups, kh, kw). With groups, output channels [g*K/G, (g+1)*K/G) see input
+    channels [g*C/G, (g+1)*C/G) only; groups == C is a depthwise convolution."""
     op = "conv2d"
     be = _backend(op, backend, {"x": x, "weight": weight, "bias": bias})
     x, weight, bias = _floats(op, be, ("bias",), x=x, weight=weight, bias=bias)
-    s, p, d, y_shape = _conv_args(op, x, weight, stride, padding, dilation)
-    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-        raise ValueError(f"{op}: bias must have shape ({weight.shape[0]},) for weight.shape="
-                         f"{tuple(weight.shape)}, got {tuple(bias.shape)}")
+    s, p, d, g, y_shape = _conv_args(op, x, weight, stride, padding, dilation, groups)
+    _bias(op, bias, weight.shape[0], weight)
     out = _out(op, be, out, y_shape, x.dtype, reads={"x": x, "weight": weight, "bias": bias})
-    return be.conv2d(x, weight, bias, s, p, d, out=out)
+    return be.conv2d(x, weight, bias, s, p, d, g, out=out)
 
 
-def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, need_dx=True, *,
+def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, need_dx=True, groups=1, *,
                     backend=None, out=None):
-    """Gradients of conv2d: (dx or None, dweight, dbias)."""
+    """Gradients of conv2d: (dx or None, dweight, dbias). (groups comes after need_dx, which
+    callers pass by position.)"""
     op = "conv2d_backward"
     be = _backend(op, backend, {"dy": dy, "x": x, "weight": weight})
     dy, x, weight = _floats(op, be, dy=dy, x=x, weight=weight)
-    s, p, d, y_shape = _conv_args(op, x, weight, stride, padding, dilation)
-    if tuple(dy.shape) != y_shape:
-        raise ValueError(f"{op}: dy must have the output's shape {y_shape} "
-                         f"(x.shape={tuple(x.shape)}, weight.shape={tuple(weight.shape)}), "
-                         f"got {tuple(dy.shape)}")
+    s, p, d, g, y_shape = _conv_args(op, x, weight, stride, padding, dilation, groups)
+    _dy(op, dy, y_shape, x, weight)
     need_dx = _args.flag(op, "need_dx", need_dx)
     out = _outs(op, be, out, [(x.shape, x.dtype) if need_dx else None,
                               (weight.shape, x.dtype), ((weight.shape[0],), x.dtype)],
                 reads={"dy": dy, "x": x, "weight": weight})
-    return be.conv2d_backward(dy, x, weight, s, p, d, need_dx, out=out)
+    return be.conv2d_backward(dy, x, weight, s, p, d, g, need_dx, out=out)
+
+
+def _transposed_args(op, x, weight, stride, padding, output_padding, groups, dilation):
+    """Checked arguments of a transposed convolution and its output's shape."""
+    _ndim(op, "x", x, 4, "(N, C, H, W)")
+    _ndim(op, "weight", weight, 4, "(in_channels, out_channels/groups, kh, kw)")
+    _nonempty_batch(op, "x", x)
+    groups = _groups(op, x, weight, groups, transposed=True)
+    s, p, op_, d = _args.transposed_window(op, stride, padding, output_padding, dilation)
+    hw = tuple(backends.transposed_output_size(x.shape[2 + a], weight.shape[2 + a], s[a],
+                                               p[2 * a: 2 * a + 2], d[a], op_[a])
+               for a in range(2))
+    if min(hw) < 1:
+        raise ValueError(f"{op}: the output would be {hw[0]}x{hw[1]}: padding {p} (top, "
+                         f"bottom, left, right) crops more than the transposed convolution "
+                         f"makes (x.shape={tuple(x.shape)}, weight.shape="
+                         f"{tuple(weight.shape)}, stride={s}, dilation={d})")
+    full = [(x.shape[2 + a] - 1) * s[a] + d[a] * (weight.shape[2 + a] - 1) + 1 + op_[a]
+            for a in range(2)]   # before padding crops it
+    if max(full) > _args.INT_MAX:
+        raise ValueError(f"{op}: the uncropped output would be {full[0]:,}x{full[1]:,}: more "
+                         f"than the kernels' C int ({_args.INT_MAX:,}) along an axis (x.shape="
+                         f"{tuple(x.shape)}, weight.shape={tuple(weight.shape)}, stride={s}, "
+                         f"dilation={d})")
+    return s, p, d, groups, (x.shape[0], weight.shape[1] * groups) + hw
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1, *, backend=None, out=None):
+    """Transposed convolution (PyTorch's ConvTranspose2d, ONNX's ConvTranspose): the adjoint
+    of conv2d in x. (N, C, H, W) -> (N, K, OH, OW), weight (C, K/groups, kh, kw) (input
+    channels first), OH = (H-1)*stride - top - bottom + dilation*(kh-1) + output_padding + 1.
+    padding crops the output; output_padding extends it at the bottom and right."""
+    op = "conv_transpose2d"
+    be = _backend(op, backend, {"x": x, "weight": weight, "bias": bias})
+    x, weight, bias = _floats(op, be, ("bias",), x=x, weight=weight, bias=bias)
+    s, p, d, g, y_shape = _transposed_args(op, x, weight, stride, padding, output_padding,
+                                           groups, dilation)
+    _bias(op, bias, y_shape[1], weight)
+    out = _out(op, be, out, y_shape, x.dtype, reads={"x": x, "weight": weight, "bias": bias})
+    return be.conv_transpose2d(x, weight, bias, s, p, g, d, out=out)
+
+
+def conv_transpose2d_backward(dy, x, weight, stride=1, padding=0, output_padding=0, groups=1,
+                              dilation=1, need_dx=True, *, backend=None, out=None):
+    """Gradients of conv_transpose2d: (dx or None, dweight, dbias)."""
+    op = "conv_transpose2d_backward"
+    be = _backend(op, backend, {"dy": dy, "x": x, "weight": weight})
+    dy, x, weight = _floats(op, be, dy=dy, x=x, weight=weight)
+    s, p, d, g, y_shape = _transposed_args(op, x, weight, stride, padding, output_padding,
+                                           groups, dilation)
+    _dy(op, dy, y_shape, x, weight)
+    need_dx = _args.flag(op, "need_dx", need_dx)
+    out = _outs(op, be, out, [(x.shape, x.dtype) if need_dx else None,
+                              (weight.shape, x.dtype), ((y_shape[1],), x.dtype)],
+                reads={"dy": dy, "x": x, "weight": weight})
+    return be.conv_transpose2d_backward(dy, x, weight, s, p, g, d, need_dx, out=out)
+
+
+def _conv1d_args(op, x, weight, stride, padding, dilation, groups):
+    """conv1d's arguments checked in 1-D terms, then as the 2-D convolution that computes
+    it: (N, C, L) viewed as (N, C, 1, L). Returns the 2-D stride, padding, dilation, groups
+    and the 1-D output shape."""
+    _ndim(op, "x", x, 3, "(N, C, L)")
+    _ndim(op, "weight", weight, 3, "(out_channels, in_channels/groups, k)")
+    _nonempty_batch(op, "x", x)
+    groups = _groups(op, x, weight, groups)
+    s, d = _args.single(op, "stride", stride, 1), _args.single(op, "dilation", dilation, 1)
+    k, length = weight.shape[2], x.shape[2]
+    pads = _args.line_padding(op, padding)
+    if isinstance(pads, str):
+        pads = _padding(_args.padding(op, pads, (1, s)), (1, length), (1, k), (1, s),
+                        (1, d))[2:]
+    extent = d * (k - 1) + 1
+    if max(extent, length + sum(pads)) > _args.INT_MAX:
+        raise ValueError(f"{op}: the padded input ({length + sum(pads):,}) or the dilated "
+                         f"kernel ({extent:,}) exceeds {_args.INT_MAX:,}, the kernels' C int "
+                         f"(x.shape={tuple(x.shape)}, weight.shape={tuple(weight.shape)})")
+    if extent > length + sum(pads):
+        raise ValueError(f"{op}: the kernel (size {k}, extent {extent}) is larger than the "
+                         f"padded input (length {length} padded by {pads}); x.shape="
+                         f"{tuple(x.shape)}, weight.shape={tuple(weight.shape)}")
+    ol = backends.output_size(length, k, s, pads, d)
+    return (1, s), (0, 0) + pads, (1, d), groups, (x.shape[0], weight.shape[0], ol)
+
+
+def _as_2d(be, a):
+    """(N, C, L) as the view (N, C, 1, L), where be computes (None stays None; out= arrays
+    of other libraries become the backend's views of them)."""
+    if a is None:
+        return None
+    a = be.asarray(a)
+    return a.reshape(tuple(a.shape[:2]) + (1,) + tuple(a.shape[2:]))
+
+
+def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, backend=None,
+           out=None):
+    """1-D convolution: (N, C, L) -> (N, K, OL), weight (K, C/groups, k); padding an int, a
+    (left, right) pair or a mode as for conv2d. The 2-D kernels compute it, on views."""
+    op = "conv1d"
+    be = _backend(op, backend, {"x": x, "weight": weight, "bias": bias})
+    x, weight, bias = _floats(op, be, ("bias",), x=x, weight=weight, bias=bias)
+    s, p, d, g, y_shape = _conv1d_args(op, x, weight, stride, padding, dilation, groups)
+    _bias(op, bias, weight.shape[0], weight)
+    out = _out(op, be, out, y_shape, x.dtype, reads={"x": x, "weight": weight, "bias": bias})
+    be.conv2d(_as_2d(be, x), _as_2d(be, weight), bias, s, p, d, g, out=_as_2d(be, out))
+    return out
+
+
+def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, need_dx=True, groups=1, *,
+                    backend=None, out=None):
+    """Gradients of conv1d: (dx or None, dweight, dbias) (arguments in conv2d_backward's
+    order)."""
+    op = "conv1d_backward"
+    be = _backend(op, backend, {"dy": dy, "x": x, "weight": weight})
+    dy, x, weight = _floats(op, be, dy=dy, x=x, weight=weight)
+    s, p, d, g, y_shape = _conv1d_args(op, x, weight, stride, padding, dilation, groups)
+    _dy(op, dy, y_shape, x, weight)
+    need_dx = _args.flag(op, "need_dx", need_dx)
+    out = _outs(op, be, out, [(x.shape, x.dtype) if need_dx else None,
+                              (weight.shape, x.dtype), ((weight.shape[0],), x.dtype)],
+                reads={"dy": dy, "x": x, "weight": weight})
+    be.conv2d_backward(_as_2d(be, dy), _as_2d(be, x), _as_2d(be, weight), s, p, d, g,
+                       need_dx, out=(_as_2d(be, out[0]), _as_2d(be, out[1]), out[2]))
+    return out
 
 
 # ---------------------------------------------------------------- pooling
+# The 1-D pools run the 2-D kernels on (N, C, 1, L) views of their (N, C, L) arrays.
 
 
-def _pool_args(op, x, kernel_size, stride, padding):
+def _pool_args(op, x, kernel_size, stride, padding, dilation=1, ceil_mode=False, line=False):
+    """(kernel, stride, padding, dilation, y's shape) of a pool of x (an array or a _Shape;
+    line: a 1-D op's (N, C, 1, L) view)."""
     _ndim(op, "x", x, 4, "(N, C, H, W)")
     _nonempty_batch(op, "x", x)
-    k, s, p = _args.pool_window(op, kernel_size, stride, padding)
-    p = _args.pool_padding(op, _padding(p, x.shape[2:], k, s, (1, 1)), k)
-    oh, ow = _conv_out(op, x.shape[2:], k, s, p, (1, 1), f"x.shape={tuple(x.shape)}")
-    return k, s, p, tuple(x.shape[:2]) + (oh, ow)
+    k, s, p, d = _args.pool_window(op, kernel_size, stride, padding, dilation)
+    ceil_mode = _args.flag(op, "ceil_mode", ceil_mode)
+    p = _args.pool_padding(op, _padding(p, x.shape[2:], k, s, d), k)
+    what = f"x.shape={_shown(x.shape, line)}"
+    out = _conv_out(op, x.shape[2:], k, s, p, d, what, ceil_mode)
+    _windows_see_input(op, x.shape[2:], k, s, p, d, out, what)
+    return k, s, p, d, tuple(x.shape[:2]) + out
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, *, backend=None, out=None):
+def _windows_see_input(op, size, kernel, stride, padding, dilation, out, what):
+    """An error if a window holds nothing but padding. Only windows starting in the top or
+    left padding can (every other one starts inside the input), when dilation steps their
+    taps over the whole input (PyTorch answers -inf there, at an index outside the plane)."""
+    for axis in range(2):
+        lo, k, s, d = padding[2 * axis], kernel[axis], stride[axis], dilation[axis]
+        for o in range(min(out[axis], -(-lo // s))):   # the windows with o * s < lo
+            start = o * s - lo
+            first = start % d   # its first tap inside (start < 0)
+            if first > min(size[axis] - 1, start + d * (k - 1)):
+                raise ValueError(
+                    f"{op}: window {o} along {'HW'[axis]} (kernel {k}, dilation {d}) sees only "
+                    f"padding {padding} (top, bottom, left, right); {what}")
+
+
+def _rows(op, name, a):
+    """A 1-D pool's (N, C, L) array as the (N, C, 1, L) view the 2-D kernels take."""
+    _ndim(op, name, a, 3, "(N, C, L)")
+    return a.reshape(a.shape[:2] + (1,) + tuple(a.shape[2:]))
+
+
+def _viewed(out, shape, line):
+    """The out array(s) as the 2-D kernels take them: a 1-D op's as (N, C, 1, L) views; a
+    2-D op's as they are (the cuda backend trusts the very index arrays it wrote)."""
+    if not line:
+        return out
+    return tuple(o.reshape(shape) for o in out) if isinstance(out, tuple) else out.reshape(shape)
+
+
+def _shown(shape, line):
+    """A shape as the caller sees it: a 1-D op's (N, C, 1, L) as (N, C, L)."""
+    shape = tuple(shape)
+    return shape[:2] + shape[3:] if line else shape
+
+
+def _shape3(op, name, shape):
+    try:
+        shape = tuple(_int(op, name, s, 1) for s in shape)
+    except TypeError:
+        raise TypeError(f"{op}: {name} must be a tuple of 3 ints, got {shape!r}") from None
+    if len(shape) != 3:
+        raise ValueError(f"{op}: {name} must be (N, C, L), got {shape!r}")
+    return shape[:2] + (1,) + shape[2:]
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *,
+               backend=None, out=None):
     """Max over each window -> (y, indices); indices are int32 arg-max positions h * W + w
-    within each input plane (stride defaults to kernel_size; padding never wins)."""
-    op = "max_pool2d"
+    within each input plane (stride defaults to kernel_size; padding never wins; ceil_mode
+    rounds the output size up, as PyTorch)."""
+    return _max_pool("max_pool2d", backend, out, x, kernel_size, stride, padding, dilation,
+                     ceil_mode)
+
+
+def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *,
+               backend=None, out=None):
+    """max_pool2d along L of (N, C, L) -> (y, indices in L)."""
+    return _max_pool("max_pool1d", backend, out, x, kernel_size, stride, padding, dilation,
+                     ceil_mode)
+
+
+def _max_pool(op, backend, out, x, kernel_size, stride, padding, dilation, ceil_mode):
     be = _backend(op, backend, {"x": x})
     (x,) = _floats(op, be, x=x)
-    k, s, p, y_shape = _pool_args(op, x, kernel_size, stride, padding)
-    out = _outs(op, be, out, [(y_shape, x.dtype), (y_shape, np.dtype(np.int32))],
-                reads={"x": x})
-    return be.max_pool2d(x, k, s, p, out=out)
+    line, reads = op.endswith("1d"), {"x": x}
+    if line:
+        x = _rows(op, "x", x)
+        kernel_size, stride, padding, dilation = _args.line_window(op, kernel_size, stride,
+                                                                   padding, dilation)
+    k, s, p, d, y_shape = _pool_args(op, x, kernel_size, stride, padding, dilation, ceil_mode,
+                                     line)
+    shown = _shown(y_shape, line)
+    out = _outs(op, be, out, [(shown, x.dtype), (shown, np.dtype(np.int32))], reads=reads)
+    be.max_pool2d(x, k, s, p, d, out=_viewed(out, y_shape, line))
+    return out
 
 
 def max_pool2d_backward(dy, indices, input_shape, *, backend=None, out=None):
     """Send each window's error back to its arg-max pixel: dx of input_shape."""
-    op = "max_pool2d_backward"
+    return _max_unpool("max_pool2d_backward", backend, out, dy, indices, input_shape)
+
+
+def max_pool1d_backward(dy, indices, input_shape, *, backend=None, out=None):
+    """max_pool2d_backward of (N, C, OL) errors and indices: dx of input_shape (N, C, L)."""
+    return _max_unpool("max_pool1d_backward", backend, out, dy, indices, input_shape)
+
+
+def _max_unpool(op, backend, out, dy, indices, input_shape):
+    """The backward of every max pool, fixed or adaptive: indices say where each error goes."""
     be = _backend(op, backend, {"dy": dy, "indices": indices})
     (dy,) = _floats(op, be, dy=dy)
     indices = _integers(op, be, "indices", indices)
-    _ndim(op, "dy", dy, 4, "(N, C, OH, OW)")
-    n, c, h, w = _shape4(op, "input_shape", input_shape)
     _same_shape(op, ("dy", "indices"), (dy, indices))
+    line = op.startswith(("max_pool1d", "adaptive_max_pool1d"))
+    reads = {"dy": dy, "indices": indices}
+    if line:
+        dy, indices = _rows(op, "dy", dy), _rows(op, "indices", indices)
+        n, c, h, w = _shape3(op, "input_shape", input_shape)
+    else:
+        _ndim(op, "dy", dy, 4, "(N, C, OH, OW)")
+        n, c, h, w = _shape4(op, "input_shape", input_shape)
     if tuple(dy.shape[:2]) != (n, c):
-        raise ValueError(f"{op}: dy.shape={tuple(dy.shape)} does not match "
-                         f"input_shape={(n, c, h, w)} in batch and channels")
+        raise ValueError(f"{op}: dy.shape={_shown(dy.shape, line)} does not match "
+                         f"input_shape={_shown((n, c, h, w), line)} in batch and channels")
     indices = be.check_indices(op, "indices", indices, h * w)
-    out = _out(op, be, out, (n, c, h, w), dy.dtype, reads={"dy": dy, "indices": indices})
-    return be.max_pool2d_backward(dy, indices, (n, c, h, w), out=out)
+    out = _out(op, be, out, _shown((n, c, h, w), line), dy.dtype, reads=reads)
+    be.max_pool2d_backward(dy, indices, (n, c, h, w), out=_viewed(out, (n, c, h, w), line))
+    return out
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0, *, backend=None, out=None):
-    """Mean over each window; padded zeros count in the divisor (PyTorch's default)."""
-    op = "avg_pool2d"
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None, *, backend=None, out=None):
+    """Mean over each window. The divisor, as PyTorch's: divisor_override if given, else the
+    window's size inside the padded input (padded zeros count, count_include_pad=True) or
+    inside the input alone (False); only ceil_mode's last windows reach past the padding."""
+    return _avg_pool("avg_pool2d", backend, out, x, kernel_size, stride, padding, ceil_mode,
+                     count_include_pad, divisor_override)
+
+
+def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               *, backend=None, out=None):
+    """avg_pool2d along L of (N, C, L) (PyTorch's avg_pool1d has no divisor_override)."""
+    return _avg_pool("avg_pool1d", backend, out, x, kernel_size, stride, padding, ceil_mode,
+                     count_include_pad, None)
+
+
+def _avg_pool(op, backend, out, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+              divisor_override):
     be = _backend(op, backend, {"x": x})
     (x,) = _floats(op, be, x=x)
-    k, s, p, y_shape = _pool_args(op, x, kernel_size, stride, padding)
-    out = _out(op, be, out, y_shape, x.dtype, reads={"x": x})
-    return be.avg_pool2d(x, k, s, p, out=out)
+    line, reads = op.endswith("1d"), {"x": x}
+    if line:
+        x = _rows(op, "x", x)
+        kernel_size, stride, padding, _ = _args.line_window(op, kernel_size, stride, padding)
+    k, s, p, _, y_shape = _pool_args(op, x, kernel_size, stride, padding, 1, ceil_mode, line)
+    include, divisor = _args.divisor(op, count_include_pad, divisor_override)
+    out = _out(op, be, out, _shown(y_shape, line), x.dtype, reads=reads)
+    be.avg_pool2d(x, k, s, p, include, divisor, out=_viewed(out, y_shape, line))
+    return out
 
 
-def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0, *,
-                        backend=None, out=None):
-    """Upsample the error over each window, divided by the window size: dx of input_shape."""
-    op = "avg_pool2d_backward"
+def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True, divisor_override=None, *, backend=None,
+                        out=None):
+    """Each window's error, over the forward's divisor, added to its pixels: dx of
+    input_shape."""
+    return _avg_unpool("avg_pool2d_backward", backend, out, dy, input_shape, kernel_size,
+                       stride, padding, ceil_mode, count_include_pad, divisor_override)
+
+
+def avg_pool1d_backward(dy, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True, *, backend=None, out=None):
+    return _avg_unpool("avg_pool1d_backward", backend, out, dy, input_shape, kernel_size,
+                       stride, padding, ceil_mode, count_include_pad, None)
+
+
+def _avg_unpool(op, backend, out, dy, input_shape, kernel_size, stride, padding, ceil_mode,
+                count_include_pad, divisor_override):
     be = _backend(op, backend, {"dy": dy})
     (dy,) = _floats(op, be, dy=dy)
-    _ndim(op, "dy", dy, 4, "(N, C, OH, OW)")
-    input_shape = _shape4(op, "input_shape", input_shape)
-    k, s, p, y_shape = _pool_args(op, _Shape(input_shape, dy.dtype), kernel_size, stride, padding)
+    line, reads = op.startswith("avg_pool1d"), {"dy": dy}
+    if line:
+        dy = _rows(op, "dy", dy)
+        input_shape = _shape3(op, "input_shape", input_shape)
+        kernel_size, stride, padding, _ = _args.line_window(op, kernel_size, stride, padding)
+    else:
+        _ndim(op, "dy", dy, 4, "(N, C, OH, OW)")
+        input_shape = _shape4(op, "input_shape", input_shape)
+    k, s, p, _, y_shape = _pool_args(op, _Shape(input_shape, dy.dtype), kernel_size, stride,
+                                     padding, 1, ceil_mode, line)
+    include, divisor = _args.divisor(op, count_include_pad, divisor_override)
     if tuple(dy.shape) != y_shape:
-        raise ValueError(f"{op}: dy must have shape {y_shape} for input_shape={input_shape}, "
-                         f"kernel_size={k}, stride={s}, padding={p}; got {tuple(dy.shape)}")
-    out = _out(op, be, out, input_shape, dy.dtype, reads={"dy": dy})
-    return be.avg_pool2d_backward(dy, input_shape, k, s, p, out=out)
+        raise ValueError(f"{op}: dy must have shape {_shown(y_shape, line)} for input_shape="
+                         f"{_shown(input_shape, line)}, kernel_size={k}, stride={s}, "
+                         f"padding={p}, ceil_mode={ceil_mode}; got {_shown(dy.shape, line)}")
+    out = _out(op, be, out, _shown(input_shape, line), dy.dtype, reads=reads)
+    be.avg_pool2d_backward(dy, input_shape, k, s, p, include, divisor,
+                           out=_viewed(out, input_shape, line))
+    return out
 
 
 class _Shape:
@@ -442,53 +734,308 @@ class _Shape:
         self.shape, self.ndim, self.dtype = tuple(shape), len(shape), dtype
 
 
+# Adaptive pooling (PyTorch's): output (i, j) pools rows floor(i * H / OH) .. ceil((i + 1)
+# * H / OH) - 1 and the columns alike, so the windows tile the input, overlapping by at most
+# one pixel, for any output size (larger than the input too). Output size 1: global pooling,
+# which the backends compute as a plain reduction.
+
+
+def _adaptive_args(op, x, output_size, line):
+    """y's shape for an adaptive pool of x to output_size: an int, or a pair (for the 1-D
+    ops a 1-tuple) whose None entries keep the input's size (PyTorch's)."""
+    _ndim(op, "x", x, 3 if line else 4, "(N, C, L)" if line else "(N, C, H, W)")
+    _nonempty_batch(op, "x", x)
+    size = tuple(x.shape[2:])
+    if 0 in size:
+        raise ValueError(f"{op}: the input has no pixels (x.shape={tuple(x.shape)}): each "
+                         f"window needs at least one")
+    wanted = _args.output_size(op, output_size, len(size))
+    return tuple(x.shape[:2]) + tuple(size[a] if v is None else v for a, v in enumerate(wanted))
+
+
+def adaptive_avg_pool2d(x, output_size, *, backend=None, out=None):
+    """Mean over each adaptive window: (N, C, H, W) -> (N, C, OH, OW)."""
+    return _adaptive("adaptive_avg_pool2d", backend, out, x, output_size)
+
+
+def adaptive_avg_pool1d(x, output_size, *, backend=None, out=None):
+    return _adaptive("adaptive_avg_pool1d", backend, out, x, output_size)
+
+
+def adaptive_max_pool2d(x, output_size, *, backend=None, out=None):
+    """Max over each adaptive window -> (y, indices h * W + w, as max_pool2d's; the backward
+    is max_pool2d_backward's, also as adaptive_max_pool2d_backward)."""
+    return _adaptive("adaptive_max_pool2d", backend, out, x, output_size)
+
+
+def adaptive_max_pool1d(x, output_size, *, backend=None, out=None):
+    return _adaptive("adaptive_max_pool1d", backend, out, x, output_size)
+
+
+def _adaptive(op, backend, out, x, output_size):
+    be = _backend(op, backend, {"x": x})
+    (x,) = _floats(op, be, x=x)
+    line = op.endswith("1d")
+    y_shape = _adaptive_args(op, x, output_size, line)
+    x4, shape4 = (_rows(op, "x", x), y_shape[:2] + (1,) + y_shape[2:]) if line else (x, y_shape)
+    if "max" in op:
+        out = _outs(op, be, out, [(y_shape, x.dtype), (y_shape, np.dtype(np.int32))],
+                    reads={"x": x})
+        be.adaptive_max_pool2d(x4, out=_viewed(out, shape4, line))
+    else:
+        out = _out(op, be, out, y_shape, x.dtype, reads={"x": x})
+        be.adaptive_avg_pool2d(x4, out=_viewed(out, shape4, line))
+    return out
+
+
+def adaptive_avg_pool2d_backward(dy, input_shape, *, backend=None, out=None):
+    """Each window's error, over its size, added to its pixels: dx of input_shape (the
+    output size is dy's)."""
+    return _adaptive_avg_unpool("adaptive_avg_pool2d_backward", backend, out, dy, input_shape)
+
+
+def adaptive_avg_pool1d_backward(dy, input_shape, *, backend=None, out=None):
+    return _adaptive_avg_unpool("adaptive_avg_pool1d_backward", backend, out, dy, input_shape)
+
+
+def _adaptive_avg_unpool(op, backend, out, dy, input_shape):
+    be = _backend(op, backend, {"dy": dy})
+    (dy,) = _floats(op, be, dy=dy)
+    line, reads = op.startswith("adaptive_avg_pool1d"), {"dy": dy}
+    if line:
+        dy, input_shape = _rows(op, "dy", dy), _shape3(op, "input_shape", input_shape)
+    else:
+        _ndim(op, "dy", dy, 4, "(N, C, OH, OW)")
+        input_shape = _shape4(op, "input_shape", input_shape)
+    if tuple(dy.shape[:2]) != input_shape[:2] or 0 in dy.shape[2:]:
+        raise ValueError(f"{op}: dy.shape={_shown(dy.shape, line)} does not match input_shape="
+                         f"{_shown(input_shape, line)} in batch and channels, or is empty")
+    out = _out(op, be, out, _shown(input_shape, line), dy.dtype, reads=reads)
+    be.adaptive_avg_pool2d_backward(dy, input_shape, out=_viewed(out, input_shape, line))
+    return out
+
+
+def adaptive_max_pool2d_backward(dy, indices, input_shape, *, backend=None, out=None):
+    """max_pool2d_backward: the indices say where each window's error goes."""
+    return _max_unpool("adaptive_max_pool2d_backward", backend, out, dy, indices, input_shape)
+
+
+def adaptive_max_pool1d_backward(dy, indices, input_shape, *, backend=None, out=None):
+    return _max_unpool("adaptive_max_pool1d_backward", backend, out, dy, indices, input_shape)
+
+
 # ---------------------------------------------------------------- upsampling
+# PyTorch's F.interpolate(mode="nearest" | "bilinear") on (N, C, H, W). The output's
+# (h, w) comes from exactly one of scale_factor (floor(H * factor), as PyTorch) and size;
+# each backend gets PyTorch's scale per axis, and the coordinate rules that use it are
+# in backends/coordinates.py.
 
 
-def _upsample_args(op, backend, name, a, scale_factor):
-    be = _backend(op, backend, {name: a})
-    (a,) = _floats(op, be, **{name: a})
-    _ndim(op, name, a, 4, "(N, C, H, W)")
-    _nonempty_batch(op, name, a)
-    return be, a, _arg(op, "scale_factor", scale_factor)
+def _resized(op, shape, scale_factor, size):
+    """(output (h, w), the scale factors or None) for an input of shape (N, C, H, W), from
+    exactly one of scale_factor and size; an output without pixels, or larger than the
+    kernels can index, is refused before anything is allocated."""
+    factors, hw = _args.resize(op, scale_factor, size)
+    if min(shape[2:]) < 1:
+        raise ValueError(f"{op}: the input has no pixels to resample (shape {tuple(shape)})")
+    if hw is None:
+        hw = tuple(math.floor(min(n * f, 2.0**62)) for n, f in zip(shape[2:], factors))
+        if min(hw) < 1:
+            raise ValueError(f"{op}: scale_factor={scale_factor!r} leaves no pixels of an "
+                             f"input of {shape[2]}x{shape[3]} (output {hw[0]}x{hw[1]})")
+    elements = shape[0] * shape[1] * hw[0] * hw[1]
+    if max(hw) > _args.INT_MAX or elements > _args.INT_MAX:
+        raise ValueError(f"{op}: the output of {shape[0]}x{shape[1]}x{hw[0]}x{hw[1]} "
+                         f"({elements:,} values, from scale_factor={scale_factor!r}, "
+                         f"size={size!r}) is more than the kernels index ({_args.INT_MAX:,})")
+    return hw, factors
 
 
-def upsample_nearest2d(x, scale_factor, *, backend=None, out=None):
-    """Nearest-neighbour upsampling by integer factors: (N, C, H, W) -> (N, C, sh*H, sw*W)."""
+def _scales(shape, hw, factors, align_corners, dtype):
+    """PyTorch's scale per axis (align_corners None: nearest's rule)."""
+    return tuple(coordinates.upsample_scale(shape[2 + a], hw[a], factors and factors[a],
+                                            align_corners, dtype) for a in range(2))
+
+
+def _resample_args(op, be, x, scale_factor, size):
+    (x,) = _floats(op, be, x=x)
+    _ndim(op, "x", x, 4, "(N, C, H, W)")
+    _nonempty_batch(op, "x", x)
+    hw, factors = _resized(op, x.shape, scale_factor, size)
+    return x, hw, factors
+
+
+def _resample_backward_args(op, be, dy, input_shape, scale_factor, size):
+    (dy,) = _floats(op, be, dy=dy)
+    _ndim(op, "dy", dy, 4, "(N, C, OH, OW)")
+    shape = _shape4(op, "input_shape", input_shape)
+    hw, factors = _resized(op, shape, scale_factor, size)
+    if tuple(dy.shape) != shape[:2] + hw:
+        raise ValueError(f"{op}: dy must have the output's shape {shape[:2] + hw} for "
+                         f"input_shape={shape}, scale_factor={scale_factor!r}, size={size!r}; "
+                         f"got {tuple(dy.shape)}")
+    return dy, shape, hw, factors
+
+
+def upsample_nearest2d(x, scale_factor=None, size=None, *, backend=None, out=None):
+    """Nearest-neighbour resampling, PyTorch's F.interpolate(mode="nearest"):
+    (N, C, H, W) -> (N, C, OH, OW), OH = floor(H * scale_factor) or size[0].
+
+    Output pixel (i, j) copies input pixel (min(floor(i * s_h), H - 1), likewise j), with
+    s = 1 / scale_factor if given, else H / OH, in float32 as PyTorch computes it, so
+    non-integer factors and downsampling (factors below 1) pick PyTorch's pixels. An
+    integer factor repeats each pixel into a block. scale_factor and size: a number or
+    an (h, w) pair. ONNX Resize with mode="nearest", coordinate_transformation_mode=
+    "asymmetric" and nearest_mode="floor" is this op (its scales are scale_factor, its
+    sizes size); its other nearest modes are not covered.
+    """
     op = "upsample_nearest2d"
-    be, x, (sh, sw) = _upsample_args(op, backend, "x", x, scale_factor)
-    n, c, h, w = x.shape
-    out = _out(op, be, out, (n, c, h * sh, w * sw), x.dtype, reads={"x": x})
-    return be.upsample_nearest2d(x, (sh, sw), out=out)
+    be = _backend(op, backend, {"x": x})
+    x, hw, factors = _resample_args(op, be, x, scale_factor, size)
+    out = _out(op, be, out, x.shape[:2] + hw, x.dtype, reads={"x": x})
+    return be.upsample_nearest2d(x, _scales(x.shape, hw, factors, None, x.dtype), out=out)
 
 
-def upsample_nearest2d_backward(dy, scale_factor, *, backend=None, out=None):
-    """Sum the error over each sh x sw block: (N, C, sh*H, sw*W) -> (N, C, H, W)."""
+def _legacy_factor(value):
+    """True for an int or an (h, w) pair: the scale_factor of the backward's earlier form."""
+    return (isinstance(value, numbers.Integral) and not isinstance(value, bool)) or (
+        isinstance(value, (tuple, list)) and len(value) == 2)
+
+
+def upsample_nearest2d_backward(dy, input_shape, scale_factor=None, size=None, *,
+                                backend=None, out=None):
+    """The gradient of upsample_nearest2d(x, scale_factor, size) for x of input_shape:
+    each input pixel collects the error of the output pixels that copied it.
+
+    The earlier form upsample_nearest2d_backward(dy, scale_factor) for integer factors
+    still works: an int or an (h, w) pair in input_shape's place is that scale_factor,
+    and the input's shape is dy's divided by it.
+    """
     op = "upsample_nearest2d_backward"
-    be, dy, (sh, sw) = _upsample_args(op, backend, "dy", dy, scale_factor)
-    n, c, h, w = dy.shape
-    if h % sh or w % sw:
-        raise ValueError(f"{op}: dy's height and width ({h}, {w}) must be multiples of "
-                         f"scale_factor {(sh, sw)}")
-    out = _out(op, be, out, (n, c, h // sh, w // sw), dy.dtype, reads={"dy": dy})
-    return be.upsample_nearest2d_backward(dy, (sh, sw), out=out)
+    be = _backend(op, backend, {"dy": dy})
+    if _legacy_factor(input_shape) and scale_factor is None and size is None:
+        (dy,) = _floats(op, be, dy=dy)
+        _ndim(op, "dy", dy, 4, "(N, C, H, W)")
+        _nonempty_batch(op, "dy", dy)
+        scale_factor = _args.pair(op, "scale_factor", input_shape, 1)
+        n, c, h, w = dy.shape
+        if h % scale_factor[0] or w % scale_factor[1]:
+            raise ValueError(f"{op}: dy's height and width ({h}, {w}) must be multiples of "
+                             f"scale_factor {scale_factor}")
+        input_shape = (n, c, h // scale_factor[0], w // scale_factor[1])
+    dy, shape, hw, factors = _resample_backward_args(op, be, dy, input_shape, scale_factor,
+                                                     size)
+    out = _out(op, be, out, shape, dy.dtype, reads={"dy": dy})
+    return be.upsample_nearest2d_backward(dy, _scales(shape, hw, factors, None, dy.dtype),
+                                          out=out)
+
+
+def upsample_bilinear2d(x, scale_factor=None, size=None, align_corners=False, *,
+                        backend=None, out=None):
+    """Bilinear resampling, PyTorch's F.interpolate(mode="bilinear", align_corners=...):
+    (N, C, H, W) -> (N, C, OH, OW), OH = floor(H * scale_factor) or size[0].
+
+    Along each axis, output pixel d reads the input at src = s * (d + 0.5) - 0.5, clamped
+    at 0 (align_corners=False: the half-pixel rule, s = 1 / scale_factor if given, else
+    H / OH), or at src = d * (H - 1) / (OH - 1) (align_corners=True: the corner pixels
+    meet), and mixes the two pixels around src linearly (in the data's precision, as
+    PyTorch). Downsampling (factors below 1) reads two pixels per output pixel, without
+    antialiasing, as PyTorch. ONNX Resize with mode="linear" maps onto it:
+    coordinate_transformation_mode="half_pixel" is align_corners=False (so is
+    "pytorch_half_pixel" wherever the output is longer than 1), "align_corners" is
+    align_corners=True; "asymmetric" and the other modes are not covered.
+    """
+    op = "upsample_bilinear2d"
+    be = _backend(op, backend, {"x": x})
+    align_corners = _args.flag(op, "align_corners", align_corners)
+    x, hw, factors = _resample_args(op, be, x, scale_factor, size)
+    out = _out(op, be, out, x.shape[:2] + hw, x.dtype, reads={"x": x})
+    scales = _scales(x.shape, hw, factors, align_corners, x.dtype)
+    return be.upsample_bilinear2d(x, scales, align_corners, out=out)
+
+
+def upsample_bilinear2d_backward(dy, input_shape, scale_factor=None, size=None,
+                                 align_corners=False, *, backend=None, out=None):
+    """The gradient of upsample_bilinear2d(x, scale_factor, size, align_corners) for x of
+    input_shape: each input pixel gathers the error of the output pixels that read it,
+    times the weights they read it with."""
+    op = "upsample_bilinear2d_backward"
+    be = _backend(op, backend, {"dy": dy})
+    align_corners = _args.flag(op, "align_corners", align_corners)
+    dy, shape, hw, factors = _resample_backward_args(op, be, dy, input_shape, scale_factor,
+                                                     size)
+    out = _out(op, be, out, shape, dy.dtype, reads={"dy": dy})
+    scales = _scales(shape, hw, factors, align_corners, dy.dtype)
+    return be.upsample_bilinear2d_backward(dy, scales, align_corners, out=out)
 
 
 # ---------------------------------------------------------------- dense algebra
 
 
+def _matmul_args(op, a, b):
+    """NumPy's matmul rules: (a as (..., M, K), b as (..., K, N), both with the output's
+    number of batch axes, the shape the backend fills, the shape returned). A 1-D a is
+    one row and a 1-D b one column, dropped from the result; batch axes broadcast."""
+    a_shape, b_shape = tuple(a.shape), tuple(b.shape)
+    shapes = f"a.shape={a_shape}, b.shape={b_shape}"
+    a2 = (1,) + a_shape if len(a_shape) == 1 else a_shape
+    b2 = b_shape + (1,) if len(b_shape) == 1 else b_shape
+    if a2[-1] != b2[-2]:
+        raise ValueError(f"{op}: inner dimensions differ ({shapes})")
+    try:
+        batch = np.broadcast_shapes(a2[:-2], b2[:-2])
+    except ValueError:
+        raise ValueError(f"{op}: the batch axes (all but the last two) do not broadcast "
+                         f"({shapes})") from None
+    a2 = (1,) * (len(batch) + 2 - len(a2)) + a2
+    b2 = (1,) * (len(batch) + 2 - len(b2)) + b2
+    m, n = a2[-2], b2[-1]
+    returned = batch + ((m,) if len(a_shape) > 1 else ()) + ((n,) if len(b_shape) > 1 else ())
+    return a.reshape(a2), b.reshape(b2), batch + (m, n), returned
+
+
+def _as_rows(a2, b2, shape):
+    """A batch of a's times one b is one product of a's stacked rows: (Z*M, K) @ (K, N)."""
+    a_shape, b_shape = tuple(a2.shape), tuple(b2.shape)
+    if len(a_shape) > 2 and all(s == 1 for s in b_shape[:-2]) and a_shape[:-2] == shape[:-2]:
+        rows = math.prod(shape[:-1])
+        return (a2.reshape((rows, a_shape[-1])), b2.reshape(b_shape[-2:]), (rows, shape[-1]))
+    return a2, b2, shape
+
+
 def matmul(a, b, *, backend=None, out=None):
-    """c = a @ b for 2-D a (M, K) and b (K, N)."""
+    """c = a @ b with NumPy's rules: (..., M, K) @ (..., K, N) -> (..., M, N), the batch
+    axes (all but the last two) broadcast; a 1-D a is a row, a 1-D b a column (that axis
+    is dropped from c)."""
     op = "matmul"
     be = _backend(op, backend, {"a": a, "b": b})
+    _has_axes(op, a=a, b=b)
     a, b = _floats(op, be, a=a, b=b)
-    _ndim(op, "a", a, 2, "(M, K)")
-    _ndim(op, "b", b, 2, "(K, N)")
-    if a.shape[1] != b.shape[0]:
-        raise ValueError(f"{op}: inner dimensions differ (a.shape={tuple(a.shape)}, "
-                         f"b.shape={tuple(b.shape)})")
-    out = _out(op, be, out, (a.shape[0], b.shape[1]), a.dtype, reads={"a": a, "b": b})
-    return be.matmul(a, b, out=out)
+    a2, b2, shape, returned = _matmul_args(op, a, b)
+    out = _out(op, be, out, returned, a.dtype, reads={"a": a, "b": b})
+    a2, b2, shape = _as_rows(a2, b2, shape)
+    be.matmul(a2, b2, out=out if shape == returned else out.reshape(shape))
+    return out
+
+
+def matmul_backward(dc, a, b, *, backend=None, out=None):
+    """Gradients of matmul: (da, db) = (dc @ b^T, a^T @ dc), each summed over the batch
+    axes its operand was broadcast along, in a's and b's shapes."""
+    op = "matmul_backward"
+    be = _backend(op, backend, {"dc": dc, "a": a, "b": b})
+    _has_axes(op, a=a, b=b)
+    dc, a, b = _floats(op, be, dc=dc, a=a, b=b)
+    a2, b2, shape, returned = _matmul_args(op, a, b)
+    # (a dot product's 0-D dc arrives 1-D: asarray gives every array an axis)
+    if tuple(dc.shape) != returned and not (returned == () and dc.size == 1):
+        raise ValueError(f"{op}: dc must have the product's shape {returned} (a.shape="
+                         f"{tuple(a.shape)}, b.shape={tuple(b.shape)}), got {tuple(dc.shape)}")
+    da, db = _outs(op, be, out, [(a.shape, a.dtype), (b.shape, a.dtype)],
+                   reads={"dc": dc, "a": a, "b": b})
+    a2, b2, shape = _as_rows(a2, b2, shape)
+    be.matmul_backward(dc.reshape(shape), a2, b2,
+                       out=(da.reshape(tuple(a2.shape)), db.reshape(tuple(b2.shape))))
+    return da, db
 
 
 def _linear_args(op, x, weight):
@@ -598,18 +1145,64 @@ def tanh_backward(dy, y, *, backend=None, out=None):
     return _unary_backward("tanh_backward", backend, out, dy, y, "y")
 
 
-def softmax(x, *, backend=None, out=None):
-    """Softmax over the classes (axis 1) of a (N, C) array."""
-    op = "softmax"
+def _has_axes(op, **arrays):
+    """An error for a 0-D array (asarray would quietly make it 1-D)."""
+    for name, a in arrays.items():
+        try:
+            ndim = None if a is None else np.ndim(a)
+        except (TypeError, ValueError):   # not array-like (a ragged list): _floats says so
+            continue
+        if ndim == 0:
+            raise ValueError(f"{op}: {name} must have at least one axis, got a 0-D array")
+
+
+def _dim(op, dim, x):
+    """dim as an axis of x, counted from the end if negative (as PyTorch)."""
+    dim = _int(op, "dim", dim, -x.ndim)
+    if dim >= x.ndim:
+        raise ValueError(f"{op}: dim must be in [{-x.ndim}, {x.ndim}) for x.shape="
+                         f"{tuple(x.shape)}, got {dim}")
+    return dim % x.ndim
+
+
+def _softmax(op, backend, out, x, dim):
     be = _backend(op, backend, {"x": x})
+    _has_axes(op, x=x)
     (x,) = _floats(op, be, x=x)
-    _ndim(op, "x", x, 2, "(N, C)")
-    out = _out(op, be, out, x.shape, x.dtype, reads={"x": x})
-    return be.softmax(x, out=out)
+    dim = _dim(op, dim, x)
+    return getattr(be, op)(x, dim, out=_out(op, be, out, x.shape, x.dtype, reads={"x": x}))
 
 
-def softmax_backward(dy, y, *, backend=None, out=None):
-    return _unary_backward("softmax_backward", backend, out, dy, y, "y", layout="(N, C)")
+def _softmax_backward(op, backend, out, dy, y, dim):
+    be = _backend(op, backend, {"dy": dy, "y": y})
+    _has_axes(op, dy=dy, y=y)
+    dy, y = _floats(op, be, dy=dy, y=y)
+    _same_shape(op, ("dy", "y"), (dy, y))
+    dim = _dim(op, dim, y)
+    out = _out(op, be, out, dy.shape, dy.dtype, reads={"dy": dy, "y": y})
+    return getattr(be, op)(dy, y, dim, out=out)
+
+
+def softmax(x, dim=1, *, backend=None, out=None):
+    """exp(x) / sum(exp(x)) over axis dim of x of any rank (shifted by the maximum, so
+    it never overflows); dim=1 by default: the classes of (N, C) scores."""
+    return _softmax("softmax", backend, out, x, dim)
+
+
+def softmax_backward(dy, y, dim=1, *, backend=None, out=None):
+    """dx = y * (dy - sum(dy * y)) over axis dim, from softmax's output y."""
+    return _softmax_backward("softmax_backward", backend, out, dy, y, dim)
+
+
+def log_softmax(x, dim=1, *, backend=None, out=None):
+    """x - max - log(sum(exp(x - max))) over axis dim: the log of softmax, finite where
+    softmax underflows to 0."""
+    return _softmax("log_softmax", backend, out, x, dim)
+
+
+def log_softmax_backward(dy, y, dim=1, *, backend=None, out=None):
+    """dx = dy - exp(y) * sum(dy) over axis dim, from log_softmax's output y."""
+    return _softmax_backward("log_softmax_backward", backend, out, dy, y, dim)
 
 
 def maxout(x, pool_size, *, backend=None, out=None):

@@ -34,6 +34,10 @@ def _calls():
     probs = F.softmax(logits)
     y_bn, mean, invstd = F.batch_norm(x, np.ones(3, np.float32), np.zeros(3, np.float32))
     p, g = f32(3, 2), f32(3, 2, seed=1)
+    line, wt, w1 = f32(2, 3, 6), f32(3, 2, 3, 3), f32(4, 3, 3)
+    y_line, idx_line = F.max_pool1d(line, 2)
+    y_amax, idx_amax = F.adaptive_max_pool2d(x, 2)
+    y_amax1, idx_amax1 = F.adaptive_max_pool1d(line, 2)
 
     def state(n):
         return [np.zeros((3, 2), np.float32) for _ in range(n)]
@@ -46,6 +50,27 @@ def _calls():
         "col2im": ((F.im2col(x, 3), x.shape, 3), {}),
         "conv2d": ((x, w, f32(4)), {"padding": 1}),
         "conv2d_backward": ((f32(2, 4, 6, 6), x, w), {"padding": 1}),
+        "conv_transpose2d": ((x, wt, f32(2)), {"stride": 2}),
+        "conv_transpose2d_backward": ((f32(2, 2, 13, 13), x, wt), {"stride": 2}),
+        "conv1d": ((line, w1, f32(4)), {"padding": 1}),
+        "conv1d_backward": ((f32(2, 4, 6), line, w1), {"padding": 1}),
+        "max_pool1d": ((line, 2), {}),
+        "max_pool1d_backward": ((y_line, idx_line, line.shape), {}),
+        "avg_pool1d": ((line, 2), {}),
+        "avg_pool1d_backward": ((y_line, line.shape, 2), {}),
+        "adaptive_avg_pool2d": ((x, 2), {}),
+        "adaptive_avg_pool2d_backward": ((y_amax, x.shape), {}),
+        "adaptive_max_pool2d": ((x, 2), {}),
+        "adaptive_max_pool2d_backward": ((y_amax, idx_amax, x.shape), {}),
+        "adaptive_avg_pool1d": ((line, 2), {}),
+        "adaptive_avg_pool1d_backward": ((y_amax1, line.shape), {}),
+        "adaptive_max_pool1d": ((line, 2), {}),
+        "adaptive_max_pool1d_backward": ((y_amax1, idx_amax1, line.shape), {}),
+        "upsample_bilinear2d": ((x, 1.5), {}),
+        "upsample_bilinear2d_backward": ((f32(2, 3, 9, 9), x.shape, 1.5), {}),
+        "log_softmax": ((logits,), {}),
+        "log_softmax_backward": ((logits, F.log_softmax(logits)), {}),
+        "matmul_backward": ((f32(3, 5), f32(3, 4), f32(4, 5)), {}),
         "max_pool2d": ((x, 2), {}),
         "max_pool2d_backward": ((y_pool, idx, x.shape), {}),
         "avg_pool2d": ((x, 2), {}),
@@ -92,7 +117,8 @@ def calls():
 
 
 # Arguments that may be None: the op then does without them.
-OPTIONAL = {("conv2d", "bias"), ("linear", "bias")}
+OPTIONAL = {("conv2d", "bias"), ("conv_transpose2d", "bias"), ("conv1d", "bias"),
+            ("linear", "bias")}
 # Arrays an op updates in place (checked like out=, so never converted).
 IN_PLACE = {"param", "velocity", "m", "v", "sum_sq", "square_avg", "buf", "acc_delta",
             "running_mean", "running_var"}
@@ -363,7 +389,12 @@ def test_in_place_arrays_are_checked_like_out():
     ("conv2d", (f32(2, 3, 8, 8), f32(4, 3, 3, 3)), dict(padding=10**6),
      r"conv2d: one image's column matrix has shape \(27, 4000024000036\)"),
     ("upsample_nearest2d", (f32(2, 3, 8, 8), 10**6), {},
-     r"the result has shape \(2, 3, 8000000, 8000000\), .* more than the 2,147,483,647"),
+     r"upsample_nearest2d: the output of 2x3x8000000x8000000 .* is more than the kernels "
+     r"index \(2,147,483,647\)"),
+    ("conv_transpose2d", (f32(1, 1, 8, 8), f32(1, 1, 3, 3)), dict(stride=2**30),
+     "conv_transpose2d: the uncropped output would be 7,516,192,771x"),
+    ("conv1d", (f32(1, 1, 8), f32(1, 1, 3)), dict(padding=2**31 - 5),
+     "conv1d: the padded input .* exceeds 2,147,483,647"),
     ("avg_pool2d_backward", (f32(1, 1, 1, 1), (1, 1, 2**16, 2**16), 2**16), {},
      "the result has shape"),
 ])

@@ -102,8 +102,8 @@ def test_im2col_col2im_reject(any_backend):
 
 
 def test_upsample_rejects(any_backend):
-    raises(any_backend, ValueError, "scale_factor must be >= 1", "upsample_nearest2d", X, 0)
-    raises(any_backend, TypeError, "scale_factor must be an int", "upsample_nearest2d", X, 1.5)
+    raises(any_backend, ValueError, "scale_factor must be positive", "upsample_nearest2d", X, 0)
+    raises(any_backend, TypeError, "scale_factor must be a number", "upsample_nearest2d", X, "2")
     raises(any_backend, ValueError, r"multiples of scale_factor \(3, 3\)",
            "upsample_nearest2d_backward", X, 3)
 
@@ -112,7 +112,7 @@ def test_dense_rejects(any_backend):
     a = np.zeros((3, 4), np.float32)
     raises(any_backend, ValueError,
            r"inner dimensions differ \(a.shape=\(3, 4\), b.shape=\(3, 4\)\)", "matmul", a, a)
-    raises(any_backend, ValueError, "a must be 2-D", "matmul", X, a)
+    raises(any_backend, ValueError, "inner dimensions differ", "matmul", X, a)
     raises(any_backend, ValueError, "weight expects 3 input features but x has 4", "linear",
            a, a[:, :3])
     raises(any_backend, ValueError, r"dy must have shape \(3, 3\)", "linear_backward",

@@ -15,12 +15,30 @@ import numpy as np
 NAMES = ("reference", "cpu", "cuda")
 
 
-def output_size(size, kernel, stride, padding=(0, 0), dilation=1):
+def output_size(size, kernel, stride, padding=(0, 0), dilation=1, ceil_mode=False):
     """The length of a sliding window's output along one axis (conv, pool, im2col):
-    floor((size + lo + hi - d(k-1) - 1) / s) + 1 for padding (lo, hi). The one place
-    this rule is written."""
+    floor((size + lo + hi - d(k-1) - 1) / s) + 1 for padding (lo, hi), or with ceil_mode
+    (pools) rounded up instead, minus the last window if it would start in the right
+    padding (PyTorch's rule: every window starts inside the input or the left padding).
+    The one place this rule is written."""
     lo, hi = padding
-    return (size + lo + hi - dilation * (kernel - 1) - 1) // stride + 1
+    span = size + lo + hi - dilation * (kernel - 1) - 1
+    if not ceil_mode:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    if (out - 1) * stride >= size + lo:
+        out -= 1
+    return out
+
+
+def transposed_output_size(size, kernel, stride, padding=(0, 0), dilation=1,
+                           output_padding=0):
+    """The length of a transposed convolution's output along one axis (PyTorch's and
+    ONNX's rule): (size - 1) * s - lo - hi + d(k-1) + output_padding + 1. For
+    output_padding < stride, output_size of this length is size again: the transposed
+    convolution runs a convolution's window backwards."""
+    lo, hi = padding
+    return (size - 1) * stride - lo - hi + dilation * (kernel - 1) + output_padding + 1
 
 
 def get(name):

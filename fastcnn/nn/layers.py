@@ -346,7 +346,7 @@ class _Pool2d(Layer):
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__(kernel_size=kernel_size, stride=stride, padding=padding)
-        self.kernel_size, self.stride, self.padding = _args.pool_window(
+        self.kernel_size, self.stride, self.padding, _ = _args.pool_window(
             type(self).__name__, kernel_size, stride, padding)
 
     def config(self):
@@ -392,7 +392,7 @@ class Upsample(Layer):
         if mode != "nearest":
             raise ValueError(f"Upsample: only mode='nearest' is implemented, got {mode!r}")
         super().__init__(scale_factor=scale_factor)
-        self.scale_factor = _args.arg("Upsample", "scale_factor", scale_factor)
+        self.scale_factor = _args.pair("Upsample", "scale_factor", scale_factor, 1)
 
     def _forward(self, x):
         return self.reuse.keep("y", F.upsample_nearest2d(x, self.scale_factor,

@@ -1,41 +1,45 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Compiled max and average pooling, forward and backward (the cpu backend's pool ops).
+"""Compiled max and average pooling, fixed windows (stride, padding, dilation, ceil_mode,
+the divisor rules) and adaptive ones, forward and backward (the cpu backend's pool ops).
 
 Every (image, channel) plane is independent: OpenMP threads take whole planes,
 so the backward passes, which scatter the error back over overlapping
-windows, never write to the same pixel from two threads.
+windows, never write to the same pixel from two threads. The output sizes come
+from the out arrays' shapes (fastcnn.functional computed them).
 """
 
 import numpy as np
 
-from cython.parallel cimport prange
-from libc.math cimport INFINITY
+from cython.parallel cimport prange, threadid
 from libc.string cimport memset
+from openmp cimport omp_get_max_threads
 
 from blas cimport real
 
+from fastcnn.backends.cpu.workspace import workspace
+
 
 cdef struct Window:
-    int h, w, oh, ow, kh, kw, sh, sw, ph, pw
+    int h, w, oh, ow, kh, kw, sh, sw, dh, dw
+    int ph, pw   # the leading pads; the trailing ones only matter to avg's divisors
 
 
 cdef Window window(tuple x_shape, tuple y_shape, tuple kernel_size, tuple stride,
-                   tuple padding):
+                   tuple padding, tuple dilation=(1, 1)):
     cdef Window g
     g.h, g.w = x_shape[2], x_shape[3]
     g.oh, g.ow = y_shape[2], y_shape[3]
     g.kh, g.kw = kernel_size
     g.sh, g.sw = stride
-    g.ph, g.pw = padding[0], padding[2]   # the leading pads; y's shape says the rest
+    g.dh, g.dw = dilation
+    g.ph, g.pw = padding[0], padding[2]
     return g
 
 
-# ---------------------------------------------------------------- max pooling
-
-
 cdef inline void tap_columns(const Window* g, int j, int* lo, int* hi) noexcept nogil:
-    """The output columns [lo, hi) whose window tap j lands inside the row (not in padding)."""
-    cdef int offset = j - g.pw   # input column of output 0's tap j
+    """The output columns [lo, hi) whose window tap j lands inside the row (not in padding,
+    nor past it: ceil_mode's last window may reach beyond)."""
+    cdef int offset = j * g.dw - g.pw   # input column of output 0's tap j
     cdef Py_ssize_t s = g.sw     # 64-bit sums: a stride near 2**31 would overflow an int
     lo[0] = 0 if offset >= 0 else <int>min((-offset + s - 1) // s, <Py_ssize_t>g.ow)
     hi[0] = 0 if g.w - offset <= 0 else <int>min((g.w - offset + s - 1) // s,
@@ -43,11 +47,20 @@ cdef inline void tap_columns(const Window* g, int j, int* lo, int* hi) noexcept 
     hi[0] = max(hi[0], lo[0])
 
 
+cdef inline int first_inside(int start, int d) noexcept nogil:
+    """The first tap start + m * d at or past 0 (fastcnn.functional made sure one lies inside
+    the input, for every window)."""
+    return start if start >= 0 else start + (-start + d - 1) // d * d
+
+
+# ---------------------------------------------------------------- max pooling
+
+
 cdef void max_pool_plane(const real* x, real* y, int* idx, Window g) noexcept nogil:
     """One plane, tap by tap over a whole output row: the inner loop is a branch-free
     select the compiler can vectorise, and each output still sees its taps in
     row-major order."""
-    cdef int o, q, i, j, ih, lo, hi, first, at
+    cdef int o, q, i, j, ih, lo, hi, first, at, top
     cdef int w = g.w, sw = g.sw   # locals: the stores below cannot change them
     cdef real v, b
     cdef bint take
@@ -56,18 +69,19 @@ cdef void max_pool_plane(const real* x, real* y, int* idx, Window g) noexcept no
     cdef int* best_at
     for o in range(g.oh):
         best, best_at = y + o * g.ow, idx + o * g.ow
-        ih = max(o * g.sh - g.ph, 0)
+        top = o * g.sh - g.ph
+        ih = first_inside(top, g.dh)
         for q in range(g.ow):   # start from the window's first pixel inside the image
-            first = ih * w + max(q * sw - g.pw, 0)
+            first = ih * w + first_inside(q * sw - g.pw, g.dw)
             best[q], best_at[q] = x[first], first
         for i in range(g.kh):
-            ih = o * g.sh - g.ph + i
+            ih = top + i * g.dh
             if ih < 0 or ih >= g.h:
                 continue
             for j in range(g.kw):
                 tap_columns(&g, j, &lo, &hi)
-                src = x + ih * w + j - g.pw
-                at = ih * w + j - g.pw
+                at = ih * w + j * g.dw - g.pw
+                src = x + at
                 for q in range(lo, hi):
                     v, b = src[q * sw], best[q]
                     # A strictly larger value wins (ties keep the first); a NaN beats a
@@ -85,9 +99,9 @@ cdef void _max_pool(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :, 
                        &idx[0, 0, 0, 0] + pl * ohw, g)
 
 
-def max_pool2d(x, kernel_size, stride, padding, *, out):
+def max_pool2d(x, kernel_size, stride, padding, dilation, *, out):
     y, idx = out
-    cdef Window g = window(x.shape, y.shape, kernel_size, stride, padding)
+    cdef Window g = window(x.shape, y.shape, kernel_size, stride, padding, dilation)
     if x.dtype == np.float32:
         _max_pool[float](x, y, idx, g)
     else:
@@ -97,6 +111,7 @@ def max_pool2d(x, kernel_size, stride, padding, *, out):
 
 cdef void _max_unpool(const real[:, :, :, ::1] dy, const int[:, :, :, ::1] idx,
                       real[:, :, :, ::1] dx) noexcept nogil:
+    """The backward of every max pool (fixed windows or adaptive): the indices say it all."""
     cdef Py_ssize_t planes = dx.shape[0] * dx.shape[1], pl, e
     cdef Py_ssize_t hw = dx.shape[2] * dx.shape[3], ohw = dy.shape[2] * dy.shape[3]
     cdef real* dxp
@@ -121,14 +136,37 @@ def max_pool2d_backward(dy, indices, input_shape, *, out):
 
 
 # ---------------------------------------------------------------- average pooling
-# Padded zeros count in the divisor, so every window divides by kh * kw.
+# A window's sum times 1 / its divisor, from a table made once per call.
 
 
-cdef void avg_pool_plane(const real* x, real* y, Window g) noexcept nogil:
+def _sizes(size, out, kernel, stride, padding, count_include_pad):
+    """How many of each window's pixels along one axis its divisor counts (PyTorch's rule):
+    those inside the padded input, or inside the input alone."""
+    lo, hi = padding
+    start = np.arange(out) * stride - lo
+    end = np.minimum(start + kernel, size + hi)
+    if not count_include_pad:
+        start, end = np.maximum(start, 0), np.minimum(end, size)
+    return end - start
+
+
+def _scales(x_shape, y_shape, kernel_size, stride, padding, count_include_pad,
+            divisor_override, dtype):
+    """(OH, OW): 1 / each window's divisor, in dtype (as <real>1 / divisor would be)."""
+    oh, ow = y_shape[2:]
+    if divisor_override is not None:
+        divisors = np.full((oh, ow), divisor_override)
+    else:
+        divisors = np.outer(
+            _sizes(x_shape[2], oh, kernel_size[0], stride[0], padding[:2], count_include_pad),
+            _sizes(x_shape[3], ow, kernel_size[1], stride[1], padding[2:], count_include_pad))
+    return np.reciprocal(divisors.astype(dtype))
+
+
+cdef void avg_pool_plane(const real* x, real* y, Window g, const real* scale) noexcept nogil:
     """One plane, tap by tap over a whole output row (a vectorisable sum)."""
     cdef int o, q, i, j, ih, lo, hi
     cdef int sw = g.sw
-    cdef real scale = <real>1 / (g.kh * g.kw)
     cdef const real* src
     cdef real* acc
     for o in range(g.oh):
@@ -145,35 +183,38 @@ cdef void avg_pool_plane(const real* x, real* y, Window g) noexcept nogil:
                 for q in range(lo, hi):
                     acc[q] += src[q * sw]
         for q in range(g.ow):
-            acc[q] *= scale
+            acc[q] *= scale[o * g.ow + q]
 
 
-cdef void _avg_pool(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, Window g) noexcept nogil:
+cdef void _avg_pool(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, Window g,
+                    const real[:, ::1] scale) noexcept nogil:
     cdef Py_ssize_t pl, hw = g.h * g.w, ohw = g.oh * g.ow
     for pl in prange(x.shape[0] * x.shape[1], schedule="static"):
-        avg_pool_plane(&x[0, 0, 0, 0] + pl * hw, &y[0, 0, 0, 0] + pl * ohw, g)
+        avg_pool_plane(&x[0, 0, 0, 0] + pl * hw, &y[0, 0, 0, 0] + pl * ohw, g, &scale[0, 0])
 
 
-def avg_pool2d(x, kernel_size, stride, padding, *, out):
+def avg_pool2d(x, kernel_size, stride, padding, count_include_pad, divisor_override, *, out):
     y = out
     cdef Window g = window(x.shape, y.shape, kernel_size, stride, padding)
+    scale = _scales(x.shape, y.shape, kernel_size, stride, padding, count_include_pad,
+                    divisor_override, x.dtype)
     if x.dtype == np.float32:
-        _avg_pool[float](x, y, g)
+        _avg_pool[float](x, y, g, scale)
     else:
-        _avg_pool[double](x, y, g)
+        _avg_pool[double](x, y, g, scale)
     return y
 
 
-cdef void avg_unpool_plane(const real* dy, real* dx, Window g) noexcept nogil:
-    """Each window's error, divided by the window size, added back to its pixels."""
+cdef void avg_unpool_plane(const real* dy, real* dx, Window g, const real* scale,
+                           real* share) noexcept nogil:
+    """Each window's error, over its divisor, added back to its pixels."""
     cdef int o, q, i, j, ih, lo, hi
     cdef int sw = g.sw
-    cdef real scale = <real>1 / (g.kh * g.kw)
-    cdef const real* share
     cdef real* dst
     memset(dx, 0, g.h * g.w * sizeof(real))
     for o in range(g.oh):
-        share = dy + o * g.ow
+        for q in range(g.ow):
+            share[q] = dy[o * g.ow + q] * scale[o * g.ow + q]
         for i in range(g.kh):
             ih = o * g.sh - g.ph + i
             if ih < 0 or ih >= g.h:
@@ -182,20 +223,242 @@ cdef void avg_unpool_plane(const real* dy, real* dx, Window g) noexcept nogil:
                 tap_columns(&g, j, &lo, &hi)
                 dst = dx + ih * g.w + j - g.pw
                 for q in range(lo, hi):
-                    dst[q * sw] += share[q] * scale
+                    dst[q * sw] += share[q]
 
 
-cdef void _avg_unpool(const real[:, :, :, ::1] dy, real[:, :, :, ::1] dx, Window g) noexcept nogil:
+cdef void _avg_unpool(const real[:, :, :, ::1] dy, real[:, :, :, ::1] dx, Window g,
+                      const real[:, ::1] scale, real* workspace) noexcept nogil:
     cdef Py_ssize_t pl, hw = g.h * g.w, ohw = g.oh * g.ow
     for pl in prange(dx.shape[0] * dx.shape[1], schedule="static"):
-        avg_unpool_plane(&dy[0, 0, 0, 0] + pl * ohw, &dx[0, 0, 0, 0] + pl * hw, g)
+        avg_unpool_plane(&dy[0, 0, 0, 0] + pl * ohw, &dx[0, 0, 0, 0] + pl * hw, g,
+                         &scale[0, 0], workspace + threadid() * g.ow)
 
 
-def avg_pool2d_backward(dy, input_shape, kernel_size, stride, padding, *, out):
+def avg_pool2d_backward(dy, input_shape, kernel_size, stride, padding, count_include_pad,
+                        divisor_override, *, out):
     dx = out
     cdef Window g = window(input_shape, dy.shape, kernel_size, stride, padding)
-    if dy.dtype == np.float32:
-        _avg_unpool[float](dy, dx, g)
-    else:
-        _avg_unpool[double](dy, dx, g)
+    scale = _scales(input_shape, dy.shape, kernel_size, stride, padding, count_include_pad,
+                    divisor_override, dy.dtype)
+    cdef Py_ssize_t data
+    with workspace(omp_get_max_threads() * g.ow, dy.dtype) as ws:
+        data = ws.ctypes.data
+        if dy.dtype == np.float32:
+            _avg_unpool[float](dy, dx, g, scale, <float*>data)
+        else:
+            _avg_unpool[double](dy, dx, g, scale, <double*>data)
     return dx
+
+
+# ---------------------------------------------------------------- adaptive pooling
+# Output (o, q) pools rows [h0[o], h1[o]) and columns [w0[q], w1[q]) (PyTorch's windows);
+# input row r lies in the windows of output rows [r0[r], r1[r]), column c in those of
+# output columns [c0[c], c1[c]). All computed once per call, with each window's 1 / size:
+# the integer divisions and the division would cost more than the sums. A whole-plane
+# window (output 1 x 1: global pooling) is a plain reduction.
+
+
+cdef struct Windows:
+    Py_ssize_t h, w, oh, ow
+    const Py_ssize_t* h0
+    const Py_ssize_t* h1
+    const Py_ssize_t* w0
+    const Py_ssize_t* w1
+    const Py_ssize_t* r0
+    const Py_ssize_t* r1
+    const Py_ssize_t* c0
+    const Py_ssize_t* c1
+
+
+def _bounds(size, out):
+    """Adaptive windows [start, end) along one axis: floor(i * size / out) .. ceil((i + 1)
+    * size / out). _bounds(out, size) gives, for each input pixel, the outputs whose
+    windows hold it."""
+    i = np.arange(out, dtype=np.intp)
+    return i * size // out, -(-(i + 1) * size // out)
+
+
+def _bounds_of(x_shape, y_shape):
+    """h0, h1, w0, w1, r0, r1, c0, c1 as rows of one array (kept alive by the caller)."""
+    (h, w), (oh, ow) = x_shape[2:], y_shape[2:]
+    bounds = np.zeros((8, max(oh, ow, h, w)), np.intp)
+    for row, (size, out) in enumerate(((h, oh), (w, ow), (oh, h), (ow, w))):
+        bounds[2 * row, :out], bounds[2 * row + 1, :out] = _bounds(size, out)
+    return bounds
+
+
+cdef Windows windows(tuple x_shape, tuple y_shape, const Py_ssize_t[:, ::1] b):
+    cdef Windows g
+    g.h, g.w, g.oh, g.ow = x_shape[2], x_shape[3], y_shape[2], y_shape[3]
+    g.h0, g.h1, g.w0, g.w1 = &b[0, 0], &b[1, 0], &b[2, 0], &b[3, 0]
+    g.r0, g.r1, g.c0, g.c1 = &b[4, 0], &b[5, 0], &b[6, 0], &b[7, 0]
+    return g
+
+
+def _adaptive_scales(bounds, y_shape, dtype):
+    """1 / the size of each window, (OH, OW), in dtype."""
+    oh, ow = y_shape[2:]
+    sizes = np.outer(bounds[1, :oh] - bounds[0, :oh], bounds[3, :ow] - bounds[2, :ow])
+    return np.reciprocal(sizes.astype(dtype))
+
+
+cdef inline real plane_sum(const real* x, Py_ssize_t n) noexcept nogil:
+    """The sum of n contiguous values, in 8 interleaved partial sums (vectorisable)."""
+    cdef real part[8]
+    cdef real total = 0
+    cdef Py_ssize_t i, k, whole = n - n % 8
+    for k in range(8):
+        part[k] = 0
+    for i in range(0, whole, 8):
+        for k in range(8):
+            part[k] += x[i + k]
+    for i in range(whole, n):
+        total += x[i]
+    return total + (((part[0] + part[1]) + (part[2] + part[3]))
+                    + ((part[4] + part[5]) + (part[6] + part[7])))
+
+
+cdef void adaptive_avg_plane(const real* x, real* y, const Windows* g, const real* scale,
+                             real* rows) noexcept nogil:
+    """Per output row: its window's rows summed into rows[0:w] (vectorisable), then each
+    output's columns of that sum."""
+    cdef Py_ssize_t o, q, r, c, w = g.w
+    cdef const real* src
+    cdef real total
+    for o in range(g.oh):
+        src = x + g.h0[o] * w
+        for c in range(w):
+            rows[c] = src[c]
+        for r in range(g.h0[o] + 1, g.h1[o]):
+            src = x + r * w
+            for c in range(w):
+                rows[c] += src[c]
+        for q in range(g.ow):
+            total = 0
+            for c in range(g.w0[q], g.w1[q]):
+                total += rows[c]
+            y[o * g.ow + q] = total * scale[o * g.ow + q]
+
+
+cdef void _adaptive_avg(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, Windows g,
+                        const real[:, ::1] scale, real* workspace) noexcept nogil:
+    cdef Py_ssize_t pl, hw = g.h * g.w, planes = x.shape[0] * x.shape[1]
+    if g.oh == 1 and g.ow == 1:
+        for pl in prange(planes, schedule="static"):
+            (&y[0, 0, 0, 0])[pl] = plane_sum(&x[0, 0, 0, 0] + pl * hw, hw) * scale[0, 0]
+        return
+    for pl in prange(planes, schedule="static"):
+        adaptive_avg_plane(&x[0, 0, 0, 0] + pl * hw, &y[0, 0, 0, 0] + pl * g.oh * g.ow, &g,
+                           &scale[0, 0], workspace + threadid() * g.w)
+
+
+def adaptive_avg_pool2d(x, *, out):
+    y = out
+    bounds = _bounds_of(x.shape, y.shape)
+    cdef Windows g = windows(x.shape, y.shape, bounds)
+    scale = _adaptive_scales(bounds, y.shape, x.dtype)
+    cdef Py_ssize_t data
+    with workspace(omp_get_max_threads() * g.w, x.dtype) as ws:
+        data = ws.ctypes.data
+        if x.dtype == np.float32:
+            _adaptive_avg[float](x, y, g, scale, <float*>data)
+        else:
+            _adaptive_avg[double](x, y, g, scale, <double*>data)
+    return y
+
+
+cdef void adaptive_avg_unplane(const real* dy, real* dx, const Windows* g, const real* scale,
+                               real* spread) noexcept nogil:
+    """A gather, each dx value written once: spread[o, c] = the errors of output row o's
+    windows holding column c, each over its window's size; dx[r, c] = the sum of spread[o, c]
+    over the output rows o whose windows hold row r."""
+    cdef Py_ssize_t o, q, r, c, w = g.w
+    cdef real* share = spread + g.oh * w   # one output row's errors over their sizes
+    cdef real* dst
+    cdef const real* src
+    for o in range(g.oh):
+        for q in range(g.ow):
+            share[q] = dy[o * g.ow + q] * scale[o * g.ow + q]
+        dst = spread + o * w
+        for c in range(w):
+            dst[c] = share[g.c0[c]]
+            for q in range(g.c0[c] + 1, g.c1[c]):
+                dst[c] += share[q]
+    for r in range(g.h):
+        dst, src = dx + r * w, spread + g.r0[r] * w
+        for c in range(w):
+            dst[c] = src[c]
+        for o in range(g.r0[r] + 1, g.r1[r]):
+            src = spread + o * w
+            for c in range(w):
+                dst[c] += src[c]
+
+
+cdef void _adaptive_avg_unpool(const real[:, :, :, ::1] dy, real[:, :, :, ::1] dx, Windows g,
+                               const real[:, ::1] scale, real* workspace,
+                               Py_ssize_t per_thread) noexcept nogil:
+    cdef Py_ssize_t pl, e, hw = g.h * g.w, planes = dx.shape[0] * dx.shape[1]
+    cdef real share
+    cdef real* dst
+    if g.oh == 1 and g.ow == 1:
+        for pl in prange(planes, schedule="static"):
+            share = (&dy[0, 0, 0, 0])[pl] * scale[0, 0]
+            dst = &dx[0, 0, 0, 0] + pl * hw
+            for e in range(hw):
+                dst[e] = share
+        return
+    for pl in prange(planes, schedule="static"):
+        adaptive_avg_unplane(&dy[0, 0, 0, 0] + pl * g.oh * g.ow, &dx[0, 0, 0, 0] + pl * hw, &g,
+                             &scale[0, 0], workspace + threadid() * per_thread)
+
+
+def adaptive_avg_pool2d_backward(dy, input_shape, *, out):
+    dx = out
+    bounds = _bounds_of(input_shape, dy.shape)
+    cdef Windows g = windows(input_shape, dy.shape, bounds)
+    scale = _adaptive_scales(bounds, dy.shape, dy.dtype)
+    cdef Py_ssize_t data, per_thread = g.oh * g.w + g.ow
+    with workspace(omp_get_max_threads() * per_thread, dy.dtype) as ws:
+        data = ws.ctypes.data
+        if dy.dtype == np.float32:
+            _adaptive_avg_unpool[float](dy, dx, g, scale, <float*>data, per_thread)
+        else:
+            _adaptive_avg_unpool[double](dy, dx, g, scale, <double*>data, per_thread)
+    return dx
+
+
+cdef void adaptive_max_plane(const real* x, real* y, int* idx, const Windows* g) noexcept nogil:
+    """Each window's maximum and where it is, taps in row-major order (max_pool2d's rule
+    for ties and NaN)."""
+    cdef Py_ssize_t o, q, r, c, w = g.w
+    cdef int at
+    cdef real v, b
+    for o in range(g.oh):
+        for q in range(g.ow):
+            at = g.h0[o] * w + g.w0[q]
+            b = x[at]
+            for r in range(g.h0[o], g.h1[o]):
+                for c in range(g.w0[q], g.w1[q]):
+                    v = x[r * w + c]
+                    if (not v <= b) and b == b:
+                        b, at = v, r * w + c
+            y[o * g.ow + q], idx[o * g.ow + q] = b, at
+
+
+cdef void _adaptive_max(const real[:, :, :, ::1] x, real[:, :, :, ::1] y,
+                        int[:, :, :, ::1] idx, Windows g) noexcept nogil:
+    cdef Py_ssize_t pl, hw = g.h * g.w, ohw = g.oh * g.ow
+    for pl in prange(x.shape[0] * x.shape[1], schedule="static"):
+        adaptive_max_plane(&x[0, 0, 0, 0] + pl * hw, &y[0, 0, 0, 0] + pl * ohw,
+                           &idx[0, 0, 0, 0] + pl * ohw, &g)
+
+
+def adaptive_max_pool2d(x, *, out):
+    y, idx = out
+    bounds = _bounds_of(x.shape, y.shape)
+    cdef Windows g = windows(x.shape, y.shape, bounds)
+    if x.dtype == np.float32:
+        _adaptive_max[float](x, y, idx, g)
+    else:
+        _adaptive_max[double](x, y, idx, g)
+    return y, idx

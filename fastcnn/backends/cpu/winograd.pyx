@@ -34,9 +34,10 @@ MIN_CHANNELS = 16
 TILES_PER_CHUNK = 256
 
 
-def applies(x_shape, w_shape, stride, padding, dilation):
-    """True for the convolutions this module handles (and whose dx it can compute)."""
-    return (tuple(w_shape[2:]) == (3, 3) and tuple(stride) == (1, 1)
+def applies(x_shape, w_shape, stride, padding, dilation, groups):
+    """True for the convolutions this module handles (and whose dx it can compute):
+    ungrouped ones only (its gemms run over all the channels at once)."""
+    return (groups == 1 and tuple(w_shape[2:]) == (3, 3) and tuple(stride) == (1, 1)
             and tuple(dilation) == (1, 1) and max(padding) <= 2
             and x_shape[1] >= MIN_CHANNELS and w_shape[0] >= MIN_CHANNELS)
 

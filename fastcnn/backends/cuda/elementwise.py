@@ -1,5 +1,5 @@
 """Activations, maxout and dropout: elementwise kernels (one thread per element,
-grid-stride), softmax one thread per row (rows are class scores: short)."""
+grid-stride)."""
 
 import math
 
@@ -114,36 +114,6 @@ def tanh_backward_kernel(F):
     return tanh_backward
 
 
-@kernel(lambda f: (f[:, ::1], f[:, ::1]))
-def softmax_kernel(F):
-    def softmax(x, y):
-        """exp(x - max) / sum, per row."""
-        for r in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
-            top = x[r, 0]
-            for j in range(1, x.shape[1]):
-                top = max(top, x[r, j])
-            total = F(0)
-            for j in range(x.shape[1]):
-                y[r, j] = math.exp(x[r, j] - top)
-                total += y[r, j]
-            for j in range(x.shape[1]):
-                y[r, j] /= total
-    return softmax
-
-
-@kernel(lambda f: (f[:, ::1], f[:, ::1], f[:, ::1]))
-def softmax_backward_kernel(F):
-    def softmax_backward(dy, y, dx):
-        """y * (dy - <dy, y>), per row."""
-        for r in range(cuda.grid(1), dy.shape[0], cuda.gridsize(1)):
-            inner = F(0)
-            for j in range(dy.shape[1]):
-                inner += dy[r, j] * y[r, j]
-            for j in range(dy.shape[1]):
-                dx[r, j] = y[r, j] * (dy[r, j] - inner)
-    return softmax_backward
-
-
 def _elementwise(template, x, *args, out):
     y = view(out)
     template(x.dtype)[blocks_for(x.size), THREADS](flat(x), flat(y), *args)
@@ -195,18 +165,6 @@ def tanh(x, *, out):
 
 def tanh_backward(dy, y, *, out):
     return _elementwise_backward(tanh_backward_kernel, dy, y, out=out)
-
-
-def softmax(x, *, out):
-    y = view(out)
-    softmax_kernel(x.dtype)[blocks_for(x.shape[0]), THREADS](x, y)
-    return out
-
-
-def softmax_backward(dy, y, *, out):
-    dx = view(out)
-    softmax_backward_kernel(dy.dtype)[blocks_for(dy.shape[0]), THREADS](dy, y, dx)
-    return out
 
 
 # ---------------------------------------------------------------- maxout

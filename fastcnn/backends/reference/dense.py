@@ -1,5 +1,7 @@
 """Dense algebra: matmul as a sum of products, linear layers on top of it."""
 
+import numpy as np
+
 from ._common import _into, _into_all
 
 
@@ -8,9 +10,28 @@ def _product(a, b):
     return (a[:, :, None] * b[None, :, :]).sum(axis=1)
 
 
+def _batched(a, b):
+    """c[..., i, j] = sum_k a[..., i, k] * b[..., k, j], the batch axes broadcast."""
+    return (a[..., :, :, None] * b[..., None, :, :]).sum(axis=-2)
+
+
 def matmul(a, b, *, out):
-    """c[i, j] = sum_k a[i, k] * b[k, j]."""
-    return _into(out, _product(a, b))
+    """c[..., i, j] = sum_k a[..., i, k] * b[..., k, j]: a (..., M, K) and b (..., K, N)
+    have the same number of axes; their batch axes (all but the last two) broadcast."""
+    return _into(out, _batched(a, b))
+
+
+def _summed_to(g, shape):
+    """g summed over the axes along which an operand of shape was broadcast."""
+    axes = tuple(i for i, (s, t) in enumerate(zip(shape, g.shape)) if s == 1 and t != 1)
+    return g.sum(axis=axes, keepdims=True)
+
+
+def matmul_backward(dc, a, b, *, out):
+    """(da, db) = (dc b^T, a^T dc), each summed over its operand's broadcast axes."""
+    da = _batched(dc, np.swapaxes(b, -1, -2))
+    db = _batched(np.swapaxes(a, -1, -2), dc)
+    return _into_all(out, (_summed_to(da, a.shape), _summed_to(db, b.shape)))
 
 
 def linear(x, weight, bias, *, out):

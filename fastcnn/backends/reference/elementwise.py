@@ -1,4 +1,4 @@
-"""Activations, softmax, maxout and dropout, elementwise from their formulas."""
+"""Activations, maxout and dropout, elementwise from their formulas."""
 
 import numpy as np
 
@@ -48,16 +48,6 @@ def tanh(x, *, out):
 
 def tanh_backward(dy, y, *, out):
     return _into(out, dy * (1 - y * y))
-
-
-def softmax(x, *, out):
-    """Softmax over axis 1 of a (N, C) array, shifted by the row maximum."""
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return _into(out, e / e.sum(axis=1, keepdims=True))
-
-
-def softmax_backward(dy, y, *, out):
-    return _into(out, y * (dy - (dy * y).sum(axis=1, keepdims=True)))
 
 
 def maxout(x, pool_size, *, out):
