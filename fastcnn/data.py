@@ -12,8 +12,11 @@ import math
 import os
 import struct
 import zlib
+from collections.abc import Iterator, Mapping
 
 import numpy as np
+
+from . import _args
 
 # ---------------------------------------------------------------- datasets
 
@@ -24,7 +27,7 @@ class ArrayDataset:
     def __init__(self, *arrays):
         if not arrays:
             raise ValueError("ArrayDataset: give at least one array")
-        arrays = tuple(np.asarray(a) for a in arrays)
+        arrays = tuple(_array(i, a) for i, a in enumerate(arrays))
         lengths = [len(a) for a in arrays]
         if any(n != lengths[0] for n in lengths):
             raise ValueError(f"ArrayDataset: the arrays must have the same length (axis 0), "
@@ -38,11 +41,24 @@ class ArrayDataset:
         return tuple(a[index] for a in self.arrays)
 
 
+def _array(i, a):
+    """Argument i of ArrayDataset as an array with an axis 0 to index."""
+    try:
+        array = np.asarray(a)
+    except ValueError as e:   # a ragged list
+        raise ValueError(f"ArrayDataset: array {i} is not an array ({e})") from None
+    if array.ndim == 0:
+        raise TypeError(f"ArrayDataset: array {i} has no axis 0 to index: got "
+                        f"{type(a).__name__} {a!r:.40}")
+    return array
+
+
 class Subset:
     """The items of dataset at the given indices."""
 
     def __init__(self, dataset, indices):
-        self.dataset, self.indices = dataset, np.asarray(indices, dtype=np.intp)
+        self.dataset = dataset
+        self.indices = _indices("Subset", "indices", indices, len(dataset))
 
     def __len__(self):
         return len(self.indices)
@@ -51,15 +67,41 @@ class Subset:
         return self.dataset[self.indices[index]]
 
 
-def as_dataset(data):
-    """An (x, y, ...) tuple of arrays becomes an ArrayDataset; datasets stay as they are."""
+def _indices(where, name, indices, size):
+    """indices as a 1-D intp array of positions in [0, size): no float silently truncated,
+    no negative index silently counted from the end."""
+    order = np.asarray(indices)
+    if order.size and order.dtype.kind not in "iu":
+        raise TypeError(f"{where}: {name} must be integers, got {order.dtype} "
+                        f"(first {order.flat[0]!r})")
+    if order.ndim != 1:
+        raise ValueError(f"{where}: {name} must be a flat sequence, got shape {order.shape}")
+    if order.size and (order.min() < 0 or order.max() >= size):
+        bad = order.min() if order.min() < 0 else order.max()
+        raise ValueError(f"{where}: {name}: {bad} is outside the dataset's positions "
+                         f"[0, {size})")
+    return order.astype(np.intp)
+
+
+def as_dataset(data, where=None):
+    """An (x, y, ...) tuple of arrays becomes an ArrayDataset; datasets stay as they are.
+    where: who asks, for the error messages."""
     if isinstance(data, (tuple, list)):
         return ArrayDataset(*data)
     if isinstance(data, np.ndarray):
         return ArrayDataset(data)
-    if not (hasattr(data, "__len__") and hasattr(data, "__getitem__")):
-        raise TypeError(f"expected a dataset (with __len__ and __getitem__) or a tuple of "
-                        f"arrays, got {type(data).__name__}")
+    prefix = f"{where}: " if where else ""
+    if isinstance(data, Mapping):
+        raise TypeError(f"{prefix}a {type(data).__name__} is not a dataset (its items are "
+                        f"found by key, not by position): pass a tuple of arrays, e.g. "
+                        f"(d['x'], d['y'])")
+    if isinstance(data, Iterator):
+        raise TypeError(f"{prefix}a {type(data).__name__} can be read only once, not batched "
+                        f"again every epoch: pass arrays (or a list of them)")
+    if isinstance(data, (str, bytes)) or not (hasattr(data, "__len__")
+                                              and hasattr(data, "__getitem__")):
+        raise TypeError(f"{prefix}expected a dataset (with __len__ and __getitem__) or a "
+                        f"tuple of arrays, got {type(data).__name__}")
     return data
 
 
@@ -80,7 +122,8 @@ def random_split(dataset, lengths, seed=None):
         for i in range(n - sum(counts)):    # hand out the remainder round-robin, as PyTorch
             counts[i % len(counts)] += 1
         lengths = counts
-    if sum(lengths) != n or any(v < 0 for v in lengths):
+    lengths = [_args.integer("random_split", "lengths", v, 0, None) for v in lengths]
+    if sum(lengths) != n:
         raise ValueError(f"random_split: lengths {list(lengths)} must be >= 0 and sum to the "
                          f"dataset's length {n}")
     order = np.random.default_rng(seed).permutation(n)
@@ -95,20 +138,33 @@ class DataLoader:
     ``transform(x_batch, rng)`` (e.g. an augmentation) is applied to the first
     array of every batch. Batches are tuples of NumPy arrays.
     ``sampler``, in place of shuffle: an iterable of dataset indices with a length,
-    iterated once per epoch (e.g. fastcnn.distributed.DistributedSampler).
+    iterated once per epoch (e.g. fastcnn.distributed.DistributedSampler); what it
+    yields must be integer positions in the dataset, as many as its length.
     """
 
     def __init__(self, dataset, batch_size=32, shuffle=False, drop_last=False, seed=None,
                  transform=None, sampler=None):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"DataLoader: batch_size must be an int >= 1, got {batch_size!r}")
+        where = "DataLoader"
+        self.batch_size = _args.integer(where, "batch_size", batch_size, 1, None)
+        self.shuffle = _args.flag(where, "shuffle", shuffle)
+        self.drop_last = _args.flag(where, "drop_last", drop_last)
         if sampler is not None and shuffle:
             raise ValueError("DataLoader: give shuffle or a sampler, not both (the sampler "
                              "chooses the order)")
-        self.dataset = as_dataset(dataset)
-        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        if sampler is not None and not (hasattr(sampler, "__len__")
+                                        and hasattr(sampler, "__iter__")):
+            raise TypeError(f"DataLoader: sampler must be an iterable with a length, got "
+                            f"{type(sampler).__name__}")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"DataLoader: transform must be callable as transform(x, rng), "
+                            f"got {type(transform).__name__}")
+        self.dataset = as_dataset(dataset, where)
         self.transform, self.sampler = transform, sampler
-        self.rng = np.random.default_rng(seed)
+        try:
+            self.rng = np.random.default_rng(seed)
+        except (TypeError, ValueError) as e:   # numpy's kind: a negative int is a ValueError
+            raise type(e)(f"DataLoader: seed must be None, an int >= 0 or a numpy Generator, "
+                          f"got {seed!r}") from None
 
     def __len__(self):
         n, b = len(self.dataset if self.sampler is None else self.sampler), self.batch_size
@@ -116,8 +172,12 @@ class DataLoader:
 
     def __iter__(self):
         if self.sampler is not None:
-            order = np.fromiter(self.sampler, np.intp)
+            order = _indices("DataLoader", "the sampler's indices", list(self.sampler),
+                             len(self.dataset))
             n = len(order)
+            if n != len(self.sampler):
+                raise ValueError(f"DataLoader: the sampler yielded {n} indices but its length "
+                                 f"is {len(self.sampler)}")
         else:
             n = len(self.dataset)
             order = self.rng.permutation(n) if self.shuffle else None

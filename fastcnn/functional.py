@@ -23,10 +23,25 @@ skip out-of-range ones, so nothing that reaches them can write out of bounds.
 Layouts follow PyTorch: images are NCHW, conv weights (out, in, kh, kw),
 linear weights (out_features, in_features). Every int argument for a 2-D op
 also takes a pair ``(h, w)``. Results have the input's dtype (float32 or
-float64). Ops returning arrays take ``out=`` to write into (a tuple for ops
-returning several); it must have the result's shape and dtype. Results the
-caller did not pass are allocated here, so a backend op only fills the arrays
-it is handed.
+float64).
+
+Arrays in: NumPy arrays, or anything NumPy makes a float array of (a list of
+floats, a NumPy scalar); a big-endian float array is converted to native byte
+order (a copy, like a non-contiguous array). Other dtypes (int, bool, complex,
+float16, object) are refused, never cast. No array, given or computed, may hold
+more than 2**31 - 1 elements (the kernels index with C int), nor a size
+argument exceed that; a result larger than the machine's memory is refused
+before anything is allocated.
+
+Ops returning arrays take ``out=`` to write into (a tuple for ops returning
+several, ``None`` entries allocated): an array where the op computes, of the
+result's shape and dtype, C-contiguous, writeable, and sharing no memory with
+the op's inputs or its other outputs. The elementwise activations and their
+backward ops (and dropout_backward) may write in place: their ``out`` may be
+one of their inputs itself (``F.relu(x, out=x)``), though not a part of one.
+Arrays an op updates in place (running statistics, optimizer state) are checked
+the same way. Results the caller did not pass are allocated here, so a backend
+op only fills the arrays it is handed.
 """
 
 import math
@@ -34,10 +49,17 @@ import numbers
 
 import numpy as np
 
-from . import backends
+from . import _args, backends
+from ._args import arg as _arg
+from ._args import integer as _int
 from .backends import coordinates
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# The ops whose out= may be one of their inputs: each element is read, then written, alone.
+IN_PLACE = frozenset({
+    "relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "elu", "elu_backward",
+    "sigmoid", "sigmoid_backward", "tanh", "tanh_backward", "dropout_backward"})
 
 # ---------------------------------------------------------------- argument checks
 
@@ -62,16 +84,25 @@ def _backend(op, backend, arrays):
     return be
 
 
-def _floats(op, be, **arrays):
-    """The arrays as contiguous arrays of one floating dtype (None stays None)."""
+def _floats(op, be, optional=(), **arrays):
+    """The arrays as contiguous arrays of one floating dtype; only those named in optional
+    may be None (and stay None)."""
     out, dtype, first = [], None, None
     for name, a in arrays.items():
         if a is None:
+            if name not in optional:
+                raise TypeError(f"{op}: {name} must be an array, got None")
             out.append(None)
             continue
-        if _dtype(a) not in FLOAT_DTYPES:   # before moving a: named alike on every backend
-            shape = f" ({name}.shape={tuple(a.shape)})" if hasattr(a, "shape") else ""
-            raise TypeError(f"{op}: {name} must be float32 or float64, got {_dtype(a)}{shape}")
+        if isinstance(a, np.ndarray) and not a.dtype.isnative:
+            a = a.astype(a.dtype.newbyteorder("="))    # big-endian data: native order
+        kind = _dtype(a)
+        if kind not in FLOAT_DTYPES:   # before moving a: named alike on every backend
+            what = (f"{name}.shape={tuple(a.shape)}" if hasattr(a, "shape")
+                    else f"a {type(a).__name__}, not an array")
+            raise TypeError(f"{op}: {name} must be float32 or float64, got {kind} ({what})")
+        if hasattr(a, "shape"):   # before a contiguous copy of a huge view is made
+            _args.fits(op, name, a.shape, kind, on_host=False)
         try:
             a = be.asarray(a)
         except (TypeError, ValueError) as e:
@@ -102,11 +133,14 @@ def _dtype(a):
 
 def _integers(op, be, name, a):
     """A contiguous array of integers (labels, pooling indices)."""
-    a = be.asarray(a)
-    if a.dtype.kind not in "iu":
-        raise TypeError(f"{op}: {name} must hold integers, got {a.dtype} "
-                        f"({name}.shape={tuple(a.shape)})")
-    return a
+    if a is None:
+        raise TypeError(f"{op}: {name} must be an array of integers, got None")
+    if _dtype(a).kind not in "iu":
+        shape = f" ({name}.shape={tuple(a.shape)})" if hasattr(a, "shape") else ""
+        raise TypeError(f"{op}: {name} must hold integers, got {_dtype(a)}{shape}")
+    if hasattr(a, "shape"):
+        _args.fits(op, name, a.shape, _dtype(a), on_host=False)
+    return be.asarray(a)
 
 
 def _ndim(op, name, a, ndim, layout):
@@ -119,123 +153,94 @@ def _nonempty_batch(op, name, a):
         raise ValueError(f"{op}: {name} has an empty batch ({name}.shape={tuple(a.shape)})")
 
 
-def _int(op, name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{op}: {name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _pair(op, name, value, minimum):
-    """An int or an (h, w) pair of ints, each >= minimum, as a tuple."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{op}: {name} must be an int or a pair (h, w), got {value!r}")
-        return tuple(_int(op, name, v, minimum) for v in value)
-    v = _int(op, name, value, minimum)
-    return (v, v)
-
-
-def _number(op, name, value, low=-np.inf, high=np.inf, high_open=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{op}: {name} must be a number, got {value!r}")
-    if not (low <= value and (value < high if high_open else value <= high)):
-        bound = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
-        raise ValueError(f"{op}: {name} must be in {bound}, got {value}")
-    return float(value)
-
-
-def _out(op, be, out, shape, dtype, name="out"):
-    """The array an op writes its result into: the caller's out, checked, or a new array
-    of shape and dtype where the backend computes. Every backend op is handed the arrays
-    to fill; none allocates its results."""
+def _out(op, be, out, shape, dtype, name="out", reads=None):
+    """The array an op writes its result into: the caller's out, checked (reads: the op's
+    inputs, by name), or a new array of shape and dtype where the backend computes. Every
+    backend op is handed the arrays to fill; none allocates its results. Either way the
+    result must be one the kernels can index, and fit in memory."""
+    _args.fits(op, "the result" if name == "out" else f"the result {name}", shape, dtype,
+               on_host=be.DEVICE == "cpu")
     if out is None:
         return be.empty(shape, dtype)
-    return _checked_out(op, be, out, shape, dtype, name)
+    return _checked_out(op, be, out, shape, dtype, name, reads)
 
 
-def _checked_out(op, be, out, shape, dtype, name):
-    """out itself, if it is an array the op can write: right device, shape, dtype and
-    C-contiguous."""
+def _checked_out(op, be, out, shape, dtype, name, reads=None):
+    """out itself, if it is an array the op can write (see the module's docstring): where
+    the op computes, of shape and dtype, C-contiguous, writeable, and sharing no memory
+    with the arrays in reads (but for an elementwise op's input itself)."""
+    kind = "a CUDA array" if be.DEVICE == "cuda" else "a NumPy array"
     if not hasattr(out, "shape"):
-        raise TypeError(f"{op}: {name} must be an array on {be.DEVICE}, got {type(out).__name__}")
+        raise TypeError(f"{op}: {name} must be {kind}, got {type(out).__name__}")
     if tuple(out.shape) != tuple(shape) or _dtype(out) != dtype:
         raise ValueError(f"{op}: {name} must have shape {tuple(shape)} and dtype {dtype}, "
                          f"got shape {tuple(out.shape)} and dtype {_dtype(out)}")
-    if be.DEVICE != ("cuda" if backends.on_gpu(out) else "cpu"):
-        raise TypeError(f"{op}: {name} must be an array on {be.DEVICE}, got {type(out).__name__}")
-    if not _c_contiguous(out):
+    if not be.is_array(out):
+        raise TypeError(f"{op}: {name} must be {kind} (where the op computes: {be.DEVICE}), "
+                        f"got {type(out).__name__}")
+    if not _args.c_contiguous(out):
         raise ValueError(f"{op}: {name} must be C-contiguous")
+    if not _args.writeable(out):
+        raise ValueError(f"{op}: {name} is read-only (flags.writeable is False); the result "
+                         f"is written into it")
+    if reads:
+        _no_clash(op, {name: out}, reads)
     return out
 
 
-def _outs(op, be, out, specs):
+def _no_clash(op, written, reads):
+    """An error if an array the op writes shares memory with another it writes or one it
+    reads (an elementwise op may write into an input itself)."""
+    pair = _args.clash(written, reads, in_place=op in IN_PLACE)
+    if pair is None:
+        return
+    (name, other), arrays = pair, {**reads, **written}
+    in_place = (f" ({op} may write into {other} itself, but not into a part of it)"
+                if op in IN_PLACE else "")
+    does = "writes both" if other in written else f"reads {other} while it writes {name}"
+    raise ValueError(f"{op}: {name} overlaps {other} in memory ({name}.shape="
+                     f"{tuple(arrays[name].shape)}, {other}.shape={tuple(arrays[other].shape)}):"
+                     f" the op {does}; give {name} its own array{in_place}")
+
+
+def _outs(op, be, out, specs, reads=None):
     """_out for each (shape, dtype) spec of a multi-result op (None entries of out are
-    allocated); a None spec is a result not asked for, which stays None."""
+    allocated); a None spec is a result not asked for, which stays None. No two results
+    may overlap."""
     if out is None:
         out = (None,) * len(specs)
     if not isinstance(out, tuple) or len(out) != len(specs):
         raise TypeError(f"{op}: out must be a tuple of {len(specs)} arrays (or None entries)")
-    return tuple(None if spec is None else _out(op, be, o, *spec, name=f"out[{i}]")
-                 for i, (o, spec) in enumerate(zip(out, specs)))
+    given = {f"out[{i}]": o for i, o in enumerate(out)}
+    checked = tuple(None if spec is None else _out(op, be, o, *spec, name=f"out[{i}]")
+                    for i, (o, spec) in enumerate(zip(out, specs)))
+    _no_clash(op, {k: given[k] if spec else None for k, spec in zip(given, specs)},
+              reads or {})
+    return checked
 
 
-def _c_contiguous(a):
-    flags = getattr(a, "flags", None)
-    if flags is not None:
-        return bool(flags["C_CONTIGUOUS"])
-    # Other libraries' CUDA arrays (PyTorch): from the interface; axes of length 1
-    # may have any stride.
-    interface = a.__cuda_array_interface__
-    if interface.get("strides") is None:
-        return True
-    expected = np.dtype(interface["typestr"]).itemsize
-    for size, stride in reversed(list(zip(interface["shape"], interface["strides"]))):
-        if size > 1 and stride != expected:
-            return False
-        expected *= size
-    return True
-
-
-PADDING_MODES = ("valid", "same", "same_upper", "same_lower")
-
-
-def _padding(op, padding, size, kernel, stride, dilation):
-    """Padding as (top, bottom, left, right), from an int (every side), an (h, w) pair
-    (both sides of each axis), a (top, bottom, left, right) tuple, or a mode: "valid"
-    (none), "same" (PyTorch's: at stride 1 the output keeps the input's size, an odd
-    pad's extra row or column at the bottom or right), "same_upper" / "same_lower"
-    (ONNX's auto_pad: output = ceil(input / stride), the extra at the end / the start)."""
-    if isinstance(padding, str):
-        mode = padding.lower()
-        if mode not in PADDING_MODES:
-            raise ValueError(f"{op}: padding must be an int, a pair, a 4-tuple or one of "
-                             f"{PADDING_MODES}, got {padding!r}")
-        if mode == "same" and tuple(stride) != (1, 1):
-            raise ValueError(f"{op}: padding='same' needs stride 1 (as in PyTorch), got "
-                             f"stride={tuple(stride)}; 'same_upper' is ONNX's rule for strides")
-        pads = []
-        for axis in range(2):
-            extent = dilation[axis] * (kernel[axis] - 1) + 1
-            wanted = 0 if mode == "valid" else -(-size[axis] // stride[axis])
-            total = max((wanted - 1) * stride[axis] + extent - size[axis], 0)
-            early = total // 2 if mode != "same_lower" else total - total // 2
-            pads += [early, total - early]
-        return tuple(pads)
-    if isinstance(padding, (tuple, list)) and len(padding) == 4:
-        return tuple(_int(op, "padding", v, 0) for v in padding)
-    if isinstance(padding, (tuple, list)) and len(padding) != 2:
-        raise ValueError(f"{op}: padding must be an int, (h, w), (top, bottom, left, right) "
-                         f"or one of {PADDING_MODES}, got {padding!r}")
-    ph, pw = _pair(op, "padding", padding, 0)
-    return (ph, ph, pw, pw)
+def _padding(padding, size, kernel, stride, dilation):
+    """(top, bottom, left, right) for this input: padding as _args.padding gave it, a
+    mode resolved ("same": the output keeps the input's size at stride 1, an odd pad's
+    extra row or column at the bottom or right; "same_upper" / "same_lower": output =
+    ceil(input / stride), the extra at the end / the start)."""
+    if not isinstance(padding, str):
+        return padding
+    pads = []
+    for axis in range(2):
+        extent = dilation[axis] * (kernel[axis] - 1) + 1
+        wanted = 0 if padding == "valid" else -(-size[axis] // stride[axis])
+        total = max((wanted - 1) * stride[axis] + extent - size[axis], 0)
+        early = total // 2 if padding != "same_lower" else total - total // 2
+        pads += [early, total - early]
+    return tuple(pads)
 
 
 def _conv_out(op, size, kernel, stride, padding, dilation, what, ceil_mode=False):
     """Output (oh, ow) of a sliding window with padding (top, bottom, left, right); an
-    error if the window does not fit. ceil_mode: the pools' rounding up (output_size),
-    where, as in PyTorch, one window may also be larger than the padded input."""
+    error if the window does not fit, or if the padded input or the dilated kernel would
+    overflow the kernels' C int. ceil_mode: the pools' rounding up (output_size), where,
+    as in PyTorch, one window may also be larger than the padded input."""
     if 0 in tuple(size):   # all-padding windows: no backend has a sensible answer (PyTorch)
         raise ValueError(f"{op}: the input has no pixels ({size[0]}x{size[1]}): a sliding "
                          f"window needs at least one in each direction; {what}")
@@ -243,6 +248,10 @@ def _conv_out(op, size, kernel, stride, padding, dilation, what, ceil_mode=False
     padded = (size[0] + padding[0] + padding[1], size[1] + padding[2] + padding[3])
     for axis in range(2):
         extent = dilation[axis] * (kernel[axis] - 1) + 1
+        if max(extent, padded[axis]) > _args.INT_MAX:
+            raise ValueError(f"{op}: along {'HW'[axis]} the padded input ({padded[axis]:,}) "
+                             f"or the dilated kernel ({extent:,}) exceeds {_args.INT_MAX:,}, "
+                             f"the kernels' C int ({what})")
         n = backends.output_size(size[axis], kernel[axis], stride[axis],
                                  padding[2 * axis: 2 * axis + 2], dilation[axis], ceil_mode)
         if extent > padded[axis] and not (ceil_mode and n >= 1):
@@ -282,12 +291,12 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1, *, backend=None, out
     (x,) = _floats(op, be, x=x)
     _ndim(op, "x", x, 4, "(N, C, H, W)")
     _nonempty_batch(op, "x", x)
-    k = _pair(op, "kernel_size", kernel_size, 1)
-    s, d = _pair(op, "stride", stride, 1), _pair(op, "dilation", dilation, 1)
-    p = _padding(op, padding, x.shape[2:], k, s, d)
+    k = _arg(op, "kernel_size", kernel_size)
+    s, p, d = _args.conv_window(op, stride, padding, dilation)
+    p = _padding(p, x.shape[2:], k, s, d)
     oh, ow = _conv_out(op, x.shape[2:], k, s, p, d, f"x.shape={tuple(x.shape)}")
     n, c = x.shape[:2]
-    out = _out(op, be, out, (n, c * k[0] * k[1], oh * ow), x.dtype)
+    out = _out(op, be, out, (n, c * k[0] * k[1], oh * ow), x.dtype, reads={"x": x})
     return be.im2col(x, k, s, p, d, out=out)
 
 
@@ -299,15 +308,15 @@ def col2im(cols, input_shape, kernel_size, stride=1, padding=0, dilation=1, *,
     (cols,) = _floats(op, be, cols=cols)
     _ndim(op, "cols", cols, 3, "(N, C*kh*kw, OH*OW)")
     n, c, h, w = _shape4(op, "input_shape", input_shape)
-    k = _pair(op, "kernel_size", kernel_size, 1)
-    s, d = _pair(op, "stride", stride, 1), _pair(op, "dilation", dilation, 1)
-    p = _padding(op, padding, (h, w), k, s, d)
+    k = _arg(op, "kernel_size", kernel_size)
+    s, p, d = _args.conv_window(op, stride, padding, dilation)
+    p = _padding(p, (h, w), k, s, d)
     oh, ow = _conv_out(op, (h, w), k, s, p, d, f"input_shape={(n, c, h, w)}")
     expected = (n, c * k[0] * k[1], oh * ow)
     if tuple(cols.shape) != expected:
         raise ValueError(f"{op}: cols must have shape {expected} for input_shape="
                          f"{(n, c, h, w)} and kernel_size={k}, got {tuple(cols.shape)}")
-    out = _out(op, be, out, (n, c, h, w), cols.dtype)
+    out = _out(op, be, out, (n, c, h, w), cols.dtype, reads={"cols": cols})
     return be.col2im(cols, (n, c, h, w), k, s, p, d, out=out)
 
 
@@ -342,10 +351,12 @@ def _conv_args(op, x, weight, stride, padding, dilation, groups):
     _ndim(op, "weight", weight, 4, "(out_channels, in_channels/groups, kh, kw)")
     _nonempty_batch(op, "x", x)
     groups = _groups(op, x, weight, groups)
-    s, d = _pair(op, "stride", stride, 1), _pair(op, "dilation", dilation, 1)
-    p = _padding(op, padding, x.shape[2:], weight.shape[2:], s, d)
+    s, p, d = _args.conv_window(op, stride, padding, dilation)
+    p = _padding(p, x.shape[2:], weight.shape[2:], s, d)
     oh, ow = _conv_out(op, x.shape[2:], weight.shape[2:], s, p, d,
                        f"x.shape={tuple(x.shape)}, weight.shape={tuple(weight.shape)}")
+    columns = x.shape[1] * weight.shape[2] * weight.shape[3]   # im2col's rows, one image
+    _args.fits(op, "one image's column matrix", (columns, oh * ow), x.dtype)
     return s, p, d, groups, (x.shape[0], weight.shape[0], oh, ow)
 
 
@@ -369,10 +380,10 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, b
     channels [g*C/G, (g+1)*C/G) only; groups == C is a depthwise convolution."""
     op = "conv2d"
     be = _backend(op, backend, {"x": x, "weight": weight, "bias": bias})
-    x, weight, bias = _floats(op, be, x=x, weight=weight, bias=bias)
+    x, weight, bias = _floats(op, be, ("bias",), x=x, weight=weight, bias=bias)
     s, p, d, g, y_shape = _conv_args(op, x, weight, stride, padding, dilation, groups)
     _bias(op, bias, weight.shape[0], weight)
-    out = _out(op, be, out, y_shape, x.dtype)
+    out = _out(op, be, out, y_shape, x.dtype, reads={"x": x, "weight": weight, "bias": bias})
     return be.conv2d(x, weight, bias, s, p, d, g, out=out)
 
 
@@ -385,9 +396,11 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, need_dx=True
     dy, x, weight = _floats(op, be, dy=dy, x=x, weight=weight)
     s, p, d, g, y_shape = _conv_args(op, x, weight, stride, padding, dilation, groups)
     _dy(op, dy, y_shape, x, weight)
+    need_dx = _args.flag(op, "need_dx", need_dx)
     out = _outs(op, be, out, [(x.shape, x.dtype) if need_dx else None,
-                              (weight.shape, x.dtype), ((weight.shape[0],), x.dtype)])
-    return be.conv2d_backward(dy, x, weight, s, p, d, g, bool(need_dx), out=out)
+                              (weight.shape, x.dtype), ((weight.shape[0],), x.dtype)],
+                reads={"dy": dy, "x": x, "weight": weight})
+    return be.conv2d_backward(dy, x, weight, s, p, d, g, need_dx, out=out)
 
 
 def _transposed_args(op, x, weight, stride, padding, output_padding, groups, dilation):
@@ -396,16 +409,7 @@ def _transposed_args(op, x, weight, stride, padding, output_padding, groups, dil
     _ndim(op, "weight", weight, 4, "(in_channels, out_channels/groups, kh, kw)")
     _nonempty_batch(op, "x", x)
     groups = _groups(op, x, weight, groups, transposed=True)
-    s, d = _pair(op, "stride", stride, 1), _pair(op, "dilation", dilation, 1)
-    if isinstance(padding, str) and padding.lower() != "valid":
-        raise ValueError(f"{op}: padding={padding!r} is not supported for a transposed "
-                         f"convolution; give the padding as an int, (h, w) or "
-                         f"(top, bottom, left, right) (ONNX's pads), or 'valid'")
-    p = _padding(op, padding, x.shape[2:], weight.shape[2:], s, d)
-    op_ = _pair(op, "output_padding", output_padding, 0)
-    if any(op_[a] >= max(s[a], d[a]) for a in range(2)):
-        raise ValueError(f"{op}: output_padding {op_} must be smaller than stride {s} or "
-                         f"dilation {d} along each axis (as in PyTorch)")
+    s, p, op_, d = _args.transposed_window(op, stride, padding, output_padding, dilation)
     hw = tuple(backends.transposed_output_size(x.shape[2 + a], weight.shape[2 + a], s[a],
                                                p[2 * a: 2 * a + 2], d[a], op_[a])
                for a in range(2))
@@ -414,6 +418,13 @@ def _transposed_args(op, x, weight, stride, padding, output_padding, groups, dil
                          f"bottom, left, right) crops more than the transposed convolution "
                          f"makes (x.shape={tuple(x.shape)}, weight.shape="
                          f"{tuple(weight.shape)}, stride={s}, dilation={d})")
+    full = [(x.shape[2 + a] - 1) * s[a] + d[a] * (weight.shape[2 + a] - 1) + 1 + op_[a]
+            for a in range(2)]   # before padding crops it
+    if max(full) > _args.INT_MAX:
+        raise ValueError(f"{op}: the uncropped output would be {full[0]:,}x{full[1]:,}: more "
+                         f"than the kernels' C int ({_args.INT_MAX:,}) along an axis (x.shape="
+                         f"{tuple(x.shape)}, weight.shape={tuple(weight.shape)}, stride={s}, "
+                         f"dilation={d})")
     return s, p, d, groups, (x.shape[0], weight.shape[1] * groups) + hw
 
 
@@ -425,11 +436,11 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     padding crops the output; output_padding extends it at the bottom and right."""
     op = "conv_transpose2d"
     be = _backend(op, backend, {"x": x, "weight": weight, "bias": bias})
-    x, weight, bias = _floats(op, be, x=x, weight=weight, bias=bias)
+    x, weight, bias = _floats(op, be, ("bias",), x=x, weight=weight, bias=bias)
     s, p, d, g, y_shape = _transposed_args(op, x, weight, stride, padding, output_padding,
                                            groups, dilation)
     _bias(op, bias, y_shape[1], weight)
-    out = _out(op, be, out, y_shape, x.dtype)
+    out = _out(op, be, out, y_shape, x.dtype, reads={"x": x, "weight": weight, "bias": bias})
     return be.conv_transpose2d(x, weight, bias, s, p, g, d, out=out)
 
 
@@ -442,18 +453,11 @@ def conv_transpose2d_backward(dy, x, weight, stride=1, padding=0, output_padding
     s, p, d, g, y_shape = _transposed_args(op, x, weight, stride, padding, output_padding,
                                            groups, dilation)
     _dy(op, dy, y_shape, x, weight)
+    need_dx = _args.flag(op, "need_dx", need_dx)
     out = _outs(op, be, out, [(x.shape, x.dtype) if need_dx else None,
-                              (weight.shape, x.dtype), ((y_shape[1],), x.dtype)])
-    return be.conv_transpose2d_backward(dy, x, weight, s, p, g, d, bool(need_dx), out=out)
-
-
-def _single(op, name, value, minimum):
-    """An int, or a 1-tuple of one (PyTorch's 1-D form)."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 1:
-            raise ValueError(f"{op}: {name} must be an int, got {value!r}")
-        value = value[0]
-    return _int(op, name, value, minimum)
+                              (weight.shape, x.dtype), ((y_shape[1],), x.dtype)],
+                reads={"dy": dy, "x": x, "weight": weight})
+    return be.conv_transpose2d_backward(dy, x, weight, s, p, g, d, need_dx, out=out)
 
 
 def _conv1d_args(op, x, weight, stride, padding, dilation, groups):
@@ -464,24 +468,17 @@ def _conv1d_args(op, x, weight, stride, padding, dilation, groups):
     _ndim(op, "weight", weight, 3, "(out_channels, in_channels/groups, k)")
     _nonempty_batch(op, "x", x)
     groups = _groups(op, x, weight, groups)
-    s, d = _single(op, "stride", stride, 1), _single(op, "dilation", dilation, 1)
+    s, d = _args.single(op, "stride", stride, 1), _args.single(op, "dilation", dilation, 1)
     k, length = weight.shape[2], x.shape[2]
-    if isinstance(padding, str):
-        if padding.lower() not in PADDING_MODES:
-            raise ValueError(f"{op}: padding must be an int, a pair (left, right) or one of "
-                             f"{PADDING_MODES}, got {padding!r}")
-        if padding.lower() == "same" and s != 1:
-            raise ValueError(f"{op}: padding='same' needs stride 1 (as in PyTorch), got "
-                             f"stride={s}; 'same_upper' is ONNX's rule for strides")
-        pads = _padding(op, padding, (1, length), (1, k), (1, s), (1, d))[2:]
-    elif isinstance(padding, (tuple, list)) and len(padding) not in (1, 2):
-        raise ValueError(f"{op}: padding must be an int, a pair (left, right) or one of "
-                         f"{PADDING_MODES}, got {padding!r}")
-    elif isinstance(padding, (tuple, list)) and len(padding) == 2:
-        pads = tuple(_int(op, "padding", v, 0) for v in padding)
-    else:
-        pads = (_single(op, "padding", padding, 0),) * 2
+    pads = _args.line_padding(op, padding)
+    if isinstance(pads, str):
+        pads = _padding(_args.padding(op, pads, (1, s)), (1, length), (1, k), (1, s),
+                        (1, d))[2:]
     extent = d * (k - 1) + 1
+    if max(extent, length + sum(pads)) > _args.INT_MAX:
+        raise ValueError(f"{op}: the padded input ({length + sum(pads):,}) or the dilated "
+                         f"kernel ({extent:,}) exceeds {_args.INT_MAX:,}, the kernels' C int "
+                         f"(x.shape={tuple(x.shape)}, weight.shape={tuple(weight.shape)})")
     if extent > length + sum(pads):
         raise ValueError(f"{op}: the kernel (size {k}, extent {extent}) is larger than the "
                          f"padded input (length {length} padded by {pads}); x.shape="
@@ -505,10 +502,10 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, b
     (left, right) pair or a mode as for conv2d. The 2-D kernels compute it, on views."""
     op = "conv1d"
     be = _backend(op, backend, {"x": x, "weight": weight, "bias": bias})
-    x, weight, bias = _floats(op, be, x=x, weight=weight, bias=bias)
+    x, weight, bias = _floats(op, be, ("bias",), x=x, weight=weight, bias=bias)
     s, p, d, g, y_shape = _conv1d_args(op, x, weight, stride, padding, dilation, groups)
     _bias(op, bias, weight.shape[0], weight)
-    out = _out(op, be, out, y_shape, x.dtype)
+    out = _out(op, be, out, y_shape, x.dtype, reads={"x": x, "weight": weight, "bias": bias})
     be.conv2d(_as_2d(be, x), _as_2d(be, weight), bias, s, p, d, g, out=_as_2d(be, out))
     return out
 
@@ -522,10 +519,12 @@ def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, need_dx=True
     dy, x, weight = _floats(op, be, dy=dy, x=x, weight=weight)
     s, p, d, g, y_shape = _conv1d_args(op, x, weight, stride, padding, dilation, groups)
     _dy(op, dy, y_shape, x, weight)
+    need_dx = _args.flag(op, "need_dx", need_dx)
     out = _outs(op, be, out, [(x.shape, x.dtype) if need_dx else None,
-                              (weight.shape, x.dtype), ((weight.shape[0],), x.dtype)])
+                              (weight.shape, x.dtype), ((weight.shape[0],), x.dtype)],
+                reads={"dy": dy, "x": x, "weight": weight})
     be.conv2d_backward(_as_2d(be, dy), _as_2d(be, x), _as_2d(be, weight), s, p, d, g,
-                       bool(need_dx), out=(_as_2d(be, out[0]), _as_2d(be, out[1]), out[2]))
+                       need_dx, out=(_as_2d(be, out[0]), _as_2d(be, out[1]), out[2]))
     return out
 
 
@@ -533,25 +532,14 @@ def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, need_dx=True
 # The 1-D pools run the 2-D kernels on (N, C, 1, L) views of their (N, C, L) arrays.
 
 
-def _flag(op, name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{op}: {name} must be True or False, got {value!r}")
-    return bool(value)
-
-
 def _pool_args(op, x, kernel_size, stride, padding, dilation=1, ceil_mode=False, line=False):
     """(kernel, stride, padding, dilation, y's shape) of a pool of x (an array or a _Shape;
     line: a 1-D op's (N, C, 1, L) view)."""
     _ndim(op, "x", x, 4, "(N, C, H, W)")
     _nonempty_batch(op, "x", x)
-    k = _pair(op, "kernel_size", kernel_size, 1)
-    s = k if stride is None else _pair(op, "stride", stride, 1)
-    d = _pair(op, "dilation", dilation, 1)
-    ceil_mode = _flag(op, "ceil_mode", ceil_mode)
-    p = _padding(op, padding, x.shape[2:], k, s, d)
-    if max(p[:2]) > k[0] // 2 or max(p[2:]) > k[1] // 2:
-        raise ValueError(f"{op}: padding {p} (top, bottom, left, right) must be at most half "
-                         f"of kernel_size {k}")
+    k, s, p, d = _args.pool_window(op, kernel_size, stride, padding, dilation)
+    ceil_mode = _args.flag(op, "ceil_mode", ceil_mode)
+    p = _args.pool_padding(op, _padding(p, x.shape[2:], k, s, d), k)
     what = f"x.shape={_shown(x.shape, line)}"
     out = _conv_out(op, x.shape[2:], k, s, p, d, what, ceil_mode)
     _windows_see_input(op, x.shape[2:], k, s, p, d, out, what)
@@ -571,30 +559,6 @@ def _windows_see_input(op, size, kernel, stride, padding, dilation, out, what):
                 raise ValueError(
                     f"{op}: window {o} along {'HW'[axis]} (kernel {k}, dilation {d}) sees only "
                     f"padding {padding} (top, bottom, left, right); {what}")
-
-
-def _divisor_args(op, count_include_pad, divisor_override):
-    include = _flag(op, "count_include_pad", count_include_pad)
-    if divisor_override is None:
-        return include, None
-    return include, _int(op, "divisor_override", divisor_override, 1)
-
-
-def _line(op, kernel_size, stride, padding, dilation):
-    """A 1-D pool's (kernel, stride, padding, dilation) as the 2-D ones of a (1, L) image:
-    ints (or 1-tuples); padding an int, a (left, right) pair or a mode."""
-    def one(name, value):
-        if isinstance(value, (tuple, list)):
-            if len(value) != 1:
-                raise ValueError(f"{op}: {name} must be an int, got {value!r}")
-            (value,) = value
-        return _int(op, name, value, 1 if name != "padding" else 0)
-    if isinstance(padding, (tuple, list)) and len(padding) == 2:
-        padding = (0, 0) + tuple(_int(op, "padding", v, 0) for v in padding)
-    elif not isinstance(padding, str):
-        padding = (0, 0) + (one("padding", padding),) * 2
-    return ((1, one("kernel_size", kernel_size)), None if stride is None else
-            (1, one("stride", stride)), padding, (1, one("dilation", dilation)))
 
 
 def _rows(op, name, a):
@@ -646,15 +610,15 @@ def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
 def _max_pool(op, backend, out, x, kernel_size, stride, padding, dilation, ceil_mode):
     be = _backend(op, backend, {"x": x})
     (x,) = _floats(op, be, x=x)
-    line = op.endswith("1d")
+    line, reads = op.endswith("1d"), {"x": x}
     if line:
         x = _rows(op, "x", x)
-        kernel_size, stride, padding, dilation = _line(op, kernel_size, stride, padding,
-                                                       dilation)
+        kernel_size, stride, padding, dilation = _args.line_window(op, kernel_size, stride,
+                                                                   padding, dilation)
     k, s, p, d, y_shape = _pool_args(op, x, kernel_size, stride, padding, dilation, ceil_mode,
                                      line)
     shown = _shown(y_shape, line)
-    out = _outs(op, be, out, [(shown, x.dtype), (shown, np.dtype(np.int32))])
+    out = _outs(op, be, out, [(shown, x.dtype), (shown, np.dtype(np.int32))], reads=reads)
     be.max_pool2d(x, k, s, p, d, out=_viewed(out, y_shape, line))
     return out
 
@@ -676,6 +640,7 @@ def _max_unpool(op, backend, out, dy, indices, input_shape):
     indices = _integers(op, be, "indices", indices)
     _same_shape(op, ("dy", "indices"), (dy, indices))
     line = op.startswith(("max_pool1d", "adaptive_max_pool1d"))
+    reads = {"dy": dy, "indices": indices}
     if line:
         dy, indices = _rows(op, "dy", dy), _rows(op, "indices", indices)
         n, c, h, w = _shape3(op, "input_shape", input_shape)
@@ -686,7 +651,7 @@ def _max_unpool(op, backend, out, dy, indices, input_shape):
         raise ValueError(f"{op}: dy.shape={_shown(dy.shape, line)} does not match "
                          f"input_shape={_shown((n, c, h, w), line)} in batch and channels")
     indices = be.check_indices(op, "indices", indices, h * w)
-    out = _out(op, be, out, _shown((n, c, h, w), line), dy.dtype)
+    out = _out(op, be, out, _shown((n, c, h, w), line), dy.dtype, reads=reads)
     be.max_pool2d_backward(dy, indices, (n, c, h, w), out=_viewed(out, (n, c, h, w), line))
     return out
 
@@ -711,13 +676,13 @@ def _avg_pool(op, backend, out, x, kernel_size, stride, padding, ceil_mode, coun
               divisor_override):
     be = _backend(op, backend, {"x": x})
     (x,) = _floats(op, be, x=x)
-    line = op.endswith("1d")
+    line, reads = op.endswith("1d"), {"x": x}
     if line:
         x = _rows(op, "x", x)
-        kernel_size, stride, padding, _ = _line(op, kernel_size, stride, padding, 1)
+        kernel_size, stride, padding, _ = _args.line_window(op, kernel_size, stride, padding)
     k, s, p, _, y_shape = _pool_args(op, x, kernel_size, stride, padding, 1, ceil_mode, line)
-    include, divisor = _divisor_args(op, count_include_pad, divisor_override)
-    out = _out(op, be, out, _shown(y_shape, line), x.dtype)
+    include, divisor = _args.divisor(op, count_include_pad, divisor_override)
+    out = _out(op, be, out, _shown(y_shape, line), x.dtype, reads=reads)
     be.avg_pool2d(x, k, s, p, include, divisor, out=_viewed(out, y_shape, line))
     return out
 
@@ -741,22 +706,22 @@ def _avg_unpool(op, backend, out, dy, input_shape, kernel_size, stride, padding,
                 count_include_pad, divisor_override):
     be = _backend(op, backend, {"dy": dy})
     (dy,) = _floats(op, be, dy=dy)
-    line = op.startswith("avg_pool1d")
+    line, reads = op.startswith("avg_pool1d"), {"dy": dy}
     if line:
         dy = _rows(op, "dy", dy)
         input_shape = _shape3(op, "input_shape", input_shape)
-        kernel_size, stride, padding, _ = _line(op, kernel_size, stride, padding, 1)
+        kernel_size, stride, padding, _ = _args.line_window(op, kernel_size, stride, padding)
     else:
         _ndim(op, "dy", dy, 4, "(N, C, OH, OW)")
         input_shape = _shape4(op, "input_shape", input_shape)
     k, s, p, _, y_shape = _pool_args(op, _Shape(input_shape, dy.dtype), kernel_size, stride,
                                      padding, 1, ceil_mode, line)
-    include, divisor = _divisor_args(op, count_include_pad, divisor_override)
+    include, divisor = _args.divisor(op, count_include_pad, divisor_override)
     if tuple(dy.shape) != y_shape:
         raise ValueError(f"{op}: dy must have shape {_shown(y_shape, line)} for input_shape="
                          f"{_shown(input_shape, line)}, kernel_size={k}, stride={s}, "
                          f"padding={p}, ceil_mode={ceil_mode}; got {_shown(dy.shape, line)}")
-    out = _out(op, be, out, _shown(input_shape, line), dy.dtype)
+    out = _out(op, be, out, _shown(input_shape, line), dy.dtype, reads=reads)
     be.avg_pool2d_backward(dy, input_shape, k, s, p, include, divisor,
                            out=_viewed(out, input_shape, line))
     return out
@@ -784,13 +749,8 @@ def _adaptive_args(op, x, output_size, line):
     if 0 in size:
         raise ValueError(f"{op}: the input has no pixels (x.shape={tuple(x.shape)}): each "
                          f"window needs at least one")
-    if not isinstance(output_size, (tuple, list)):
-        return tuple(x.shape[:2]) + (_int(op, "output_size", output_size, 1),) * len(size)
-    if len(output_size) != len(size):
-        raise ValueError(f"{op}: output_size must be an int or a tuple of {len(size)}, got "
-                         f"{output_size!r}")
-    return tuple(x.shape[:2]) + tuple(size[a] if v is None else _int(op, "output_size", v, 1)
-                                      for a, v in enumerate(output_size))
+    wanted = _args.output_size(op, output_size, len(size))
+    return tuple(x.shape[:2]) + tuple(size[a] if v is None else v for a, v in enumerate(wanted))
 
 
 def adaptive_avg_pool2d(x, output_size, *, backend=None, out=None):
@@ -819,10 +779,11 @@ def _adaptive(op, backend, out, x, output_size):
     y_shape = _adaptive_args(op, x, output_size, line)
     x4, shape4 = (_rows(op, "x", x), y_shape[:2] + (1,) + y_shape[2:]) if line else (x, y_shape)
     if "max" in op:
-        out = _outs(op, be, out, [(y_shape, x.dtype), (y_shape, np.dtype(np.int32))])
+        out = _outs(op, be, out, [(y_shape, x.dtype), (y_shape, np.dtype(np.int32))],
+                    reads={"x": x})
         be.adaptive_max_pool2d(x4, out=_viewed(out, shape4, line))
     else:
-        out = _out(op, be, out, y_shape, x.dtype)
+        out = _out(op, be, out, y_shape, x.dtype, reads={"x": x})
         be.adaptive_avg_pool2d(x4, out=_viewed(out, shape4, line))
     return out
 
@@ -840,7 +801,7 @@ def adaptive_avg_pool1d_backward(dy, input_shape, *, backend=None, out=None):
 def _adaptive_avg_unpool(op, backend, out, dy, input_shape):
     be = _backend(op, backend, {"dy": dy})
     (dy,) = _floats(op, be, dy=dy)
-    line = op.startswith("adaptive_avg_pool1d")
+    line, reads = op.startswith("adaptive_avg_pool1d"), {"dy": dy}
     if line:
         dy, input_shape = _rows(op, "dy", dy), _shape3(op, "input_shape", input_shape)
     else:
@@ -849,7 +810,7 @@ def _adaptive_avg_unpool(op, backend, out, dy, input_shape):
     if tuple(dy.shape[:2]) != input_shape[:2] or 0 in dy.shape[2:]:
         raise ValueError(f"{op}: dy.shape={_shown(dy.shape, line)} does not match input_shape="
                          f"{_shown(input_shape, line)} in batch and channels, or is empty")
-    out = _out(op, be, out, _shown(input_shape, line), dy.dtype)
+    out = _out(op, be, out, _shown(input_shape, line), dy.dtype, reads=reads)
     be.adaptive_avg_pool2d_backward(dy, input_shape, out=_viewed(out, input_shape, line))
     return out
 
@@ -869,45 +830,24 @@ def adaptive_max_pool1d_backward(dy, indices, input_shape, *, backend=None, out=
 # each backend gets PyTorch's scale per axis, and the coordinate rules that use it are
 # in backends/coordinates.py.
 
-INT_MAX = 2**31 - 1   # the kernels index with C int
-
-
-def _factors(op, value):
-    """scale_factor as a pair of positive finite floats (from a number or a pair)."""
-    values = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(values) != 2:
-        raise ValueError(f"{op}: scale_factor must be a number or a pair (h, w), got {value!r}")
-    for v in values:
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
-            raise TypeError(f"{op}: scale_factor must be a number or a pair of numbers, "
-                            f"got {value!r}")
-        if not (math.isfinite(v) and v > 0):
-            raise ValueError(f"{op}: scale_factor must be positive and finite, got {value!r}")
-    return tuple(float(v) for v in values)
-
 
 def _resized(op, shape, scale_factor, size):
     """(output (h, w), the scale factors or None) for an input of shape (N, C, H, W), from
     exactly one of scale_factor and size; an output without pixels, or larger than the
     kernels can index, is refused before anything is allocated."""
-    if (scale_factor is None) == (size is None):
-        raise ValueError(f"{op}: give exactly one of scale_factor and size, got "
-                         f"scale_factor={scale_factor!r} and size={size!r}")
+    factors, hw = _args.resize(op, scale_factor, size)
     if min(shape[2:]) < 1:
         raise ValueError(f"{op}: the input has no pixels to resample (shape {tuple(shape)})")
-    if size is not None:
-        factors, hw = None, _pair(op, "size", size, 1)
-    else:
-        factors = _factors(op, scale_factor)
+    if hw is None:
         hw = tuple(math.floor(min(n * f, 2.0**62)) for n, f in zip(shape[2:], factors))
         if min(hw) < 1:
             raise ValueError(f"{op}: scale_factor={scale_factor!r} leaves no pixels of an "
                              f"input of {shape[2]}x{shape[3]} (output {hw[0]}x{hw[1]})")
     elements = shape[0] * shape[1] * hw[0] * hw[1]
-    if max(hw) > INT_MAX or elements > INT_MAX:
+    if max(hw) > _args.INT_MAX or elements > _args.INT_MAX:
         raise ValueError(f"{op}: the output of {shape[0]}x{shape[1]}x{hw[0]}x{hw[1]} "
                          f"({elements:,} values, from scale_factor={scale_factor!r}, "
-                         f"size={size!r}) is more than the kernels index ({INT_MAX:,})")
+                         f"size={size!r}) is more than the kernels index ({_args.INT_MAX:,})")
     return hw, factors
 
 
@@ -937,12 +877,6 @@ def _resample_backward_args(op, be, dy, input_shape, scale_factor, size):
     return dy, shape, hw, factors
 
 
-def _align_corners(op, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{op}: align_corners must be True or False, got {value!r}")
-    return bool(value)
-
-
 def upsample_nearest2d(x, scale_factor=None, size=None, *, backend=None, out=None):
     """Nearest-neighbour resampling, PyTorch's F.interpolate(mode="nearest"):
     (N, C, H, W) -> (N, C, OH, OW), OH = floor(H * scale_factor) or size[0].
@@ -958,7 +892,7 @@ def upsample_nearest2d(x, scale_factor=None, size=None, *, backend=None, out=Non
     op = "upsample_nearest2d"
     be = _backend(op, backend, {"x": x})
     x, hw, factors = _resample_args(op, be, x, scale_factor, size)
-    out = _out(op, be, out, x.shape[:2] + hw, x.dtype)
+    out = _out(op, be, out, x.shape[:2] + hw, x.dtype, reads={"x": x})
     return be.upsample_nearest2d(x, _scales(x.shape, hw, factors, None, x.dtype), out=out)
 
 
@@ -983,7 +917,7 @@ def upsample_nearest2d_backward(dy, input_shape, scale_factor=None, size=None, *
         (dy,) = _floats(op, be, dy=dy)
         _ndim(op, "dy", dy, 4, "(N, C, H, W)")
         _nonempty_batch(op, "dy", dy)
-        scale_factor = _pair(op, "scale_factor", input_shape, 1)
+        scale_factor = _args.pair(op, "scale_factor", input_shape, 1)
         n, c, h, w = dy.shape
         if h % scale_factor[0] or w % scale_factor[1]:
             raise ValueError(f"{op}: dy's height and width ({h}, {w}) must be multiples of "
@@ -991,7 +925,7 @@ def upsample_nearest2d_backward(dy, input_shape, scale_factor=None, size=None, *
         input_shape = (n, c, h // scale_factor[0], w // scale_factor[1])
     dy, shape, hw, factors = _resample_backward_args(op, be, dy, input_shape, scale_factor,
                                                      size)
-    out = _out(op, be, out, shape, dy.dtype)
+    out = _out(op, be, out, shape, dy.dtype, reads={"dy": dy})
     return be.upsample_nearest2d_backward(dy, _scales(shape, hw, factors, None, dy.dtype),
                                           out=out)
 
@@ -1013,9 +947,9 @@ def upsample_bilinear2d(x, scale_factor=None, size=None, align_corners=False, *,
     """
     op = "upsample_bilinear2d"
     be = _backend(op, backend, {"x": x})
-    align_corners = _align_corners(op, align_corners)
+    align_corners = _args.flag(op, "align_corners", align_corners)
     x, hw, factors = _resample_args(op, be, x, scale_factor, size)
-    out = _out(op, be, out, x.shape[:2] + hw, x.dtype)
+    out = _out(op, be, out, x.shape[:2] + hw, x.dtype, reads={"x": x})
     scales = _scales(x.shape, hw, factors, align_corners, x.dtype)
     return be.upsample_bilinear2d(x, scales, align_corners, out=out)
 
@@ -1027,10 +961,10 @@ def upsample_bilinear2d_backward(dy, input_shape, scale_factor=None, size=None,
     times the weights they read it with."""
     op = "upsample_bilinear2d_backward"
     be = _backend(op, backend, {"dy": dy})
-    align_corners = _align_corners(op, align_corners)
+    align_corners = _args.flag(op, "align_corners", align_corners)
     dy, shape, hw, factors = _resample_backward_args(op, be, dy, input_shape, scale_factor,
                                                      size)
-    out = _out(op, be, out, shape, dy.dtype)
+    out = _out(op, be, out, shape, dy.dtype, reads={"dy": dy})
     scales = _scales(shape, hw, factors, align_corners, dy.dtype)
     return be.upsample_bilinear2d_backward(dy, scales, align_corners, out=out)
 
@@ -1078,7 +1012,7 @@ def matmul(a, b, *, backend=None, out=None):
     _has_axes(op, a=a, b=b)
     a, b = _floats(op, be, a=a, b=b)
     a2, b2, shape, returned = _matmul_args(op, a, b)
-    out = _out(op, be, out, returned, a.dtype)
+    out = _out(op, be, out, returned, a.dtype, reads={"a": a, "b": b})
     a2, b2, shape = _as_rows(a2, b2, shape)
     be.matmul(a2, b2, out=out if shape == returned else out.reshape(shape))
     return out
@@ -1096,7 +1030,8 @@ def matmul_backward(dc, a, b, *, backend=None, out=None):
     if tuple(dc.shape) != returned and not (returned == () and dc.size == 1):
         raise ValueError(f"{op}: dc must have the product's shape {returned} (a.shape="
                          f"{tuple(a.shape)}, b.shape={tuple(b.shape)}), got {tuple(dc.shape)}")
-    da, db = _outs(op, be, out, [(a.shape, a.dtype), (b.shape, a.dtype)])
+    da, db = _outs(op, be, out, [(a.shape, a.dtype), (b.shape, a.dtype)],
+                   reads={"dc": dc, "a": a, "b": b})
     a2, b2, shape = _as_rows(a2, b2, shape)
     be.matmul_backward(dc.reshape(shape), a2, b2,
                        out=(da.reshape(tuple(a2.shape)), db.reshape(tuple(b2.shape))))
@@ -1117,17 +1052,18 @@ def linear(x, weight, bias=None, *, backend=None, out=None):
     """y = x @ weight.T + bias, weight shaped (out_features, in_features)."""
     op = "linear"
     be = _backend(op, backend, {"x": x, "weight": weight, "bias": bias})
-    x, weight, bias = _floats(op, be, x=x, weight=weight, bias=bias)
+    x, weight, bias = _floats(op, be, ("bias",), x=x, weight=weight, bias=bias)
     _linear_args(op, x, weight)
     if bias is not None and tuple(bias.shape) != (weight.shape[0],):
         raise ValueError(f"{op}: bias must have shape ({weight.shape[0]},) for weight.shape="
                          f"{tuple(weight.shape)}, got {tuple(bias.shape)}")
-    out = _out(op, be, out, (x.shape[0], weight.shape[0]), x.dtype)
+    out = _out(op, be, out, (x.shape[0], weight.shape[0]), x.dtype,
+               reads={"x": x, "weight": weight, "bias": bias})
     return be.linear(x, weight, bias, out=out)
 
 
-def linear_backward(dy, x, weight, *, backend=None, out=None):
-    """Gradients of linear: (dx, dweight, dbias)."""
+def linear_backward(dy, x, weight, need_dx=True, *, backend=None, out=None):
+    """Gradients of linear: (dx or None, dweight, dbias)."""
     op = "linear_backward"
     be = _backend(op, backend, {"dy": dy, "x": x, "weight": weight})
     dy, x, weight = _floats(op, be, dy=dy, x=x, weight=weight)
@@ -1136,9 +1072,11 @@ def linear_backward(dy, x, weight, *, backend=None, out=None):
         raise ValueError(f"{op}: dy must have shape {(x.shape[0], weight.shape[0])} "
                          f"(x.shape={tuple(x.shape)}, weight.shape={tuple(weight.shape)}), "
                          f"got {tuple(dy.shape)}")
-    out = _outs(op, be, out, [(x.shape, x.dtype), (weight.shape, x.dtype),
-                              ((weight.shape[0],), x.dtype)])
-    return be.linear_backward(dy, x, weight, out=out)
+    need_dx = _args.flag(op, "need_dx", need_dx)
+    out = _outs(op, be, out, [(x.shape, x.dtype) if need_dx else None, (weight.shape, x.dtype),
+                              ((weight.shape[0],), x.dtype)],
+                reads={"dy": dy, "x": x, "weight": weight})
+    return be.linear_backward(dy, x, weight, need_dx, out=out)
 
 
 # ---------------------------------------------------------------- activations
@@ -1147,15 +1085,17 @@ def linear_backward(dy, x, weight, *, backend=None, out=None):
 def _unary(op, backend, out, x, *args):
     be = _backend(op, backend, {"x": x})
     (x,) = _floats(op, be, x=x)
-    out = _out(op, be, out, x.shape, x.dtype)
+    out = _out(op, be, out, x.shape, x.dtype, reads={"x": x})
     return getattr(be, op)(x, *args, out=out)
 
 
-def _unary_backward(op, backend, out, dy, y, name, *args):
+def _unary_backward(op, backend, out, dy, y, name, *args, layout=None):
     be = _backend(op, backend, {"dy": dy, name: y})
     dy, y = _floats(op, be, **{"dy": dy, name: y})
+    if layout is not None:
+        _ndim(op, name, y, 2, layout)
     _same_shape(op, ("dy", name), (dy, y))
-    out = _out(op, be, out, dy.shape, dy.dtype)
+    out = _out(op, be, out, dy.shape, dy.dtype, reads={"dy": dy, name: y})
     return getattr(be, op)(dy, y, *args, out=out)
 
 
@@ -1170,22 +1110,22 @@ def relu_backward(dy, y, *, backend=None, out=None):
 
 
 def leaky_relu(x, negative_slope=0.01, *, backend=None, out=None):
-    slope = _number("leaky_relu", "negative_slope", negative_slope)
+    slope = _arg("leaky_relu", "negative_slope", negative_slope)
     return _unary("leaky_relu", backend, out, x, slope)
 
 
 def leaky_relu_backward(dy, x, negative_slope=0.01, *, backend=None, out=None):
-    slope = _number("leaky_relu_backward", "negative_slope", negative_slope)
+    slope = _arg("leaky_relu_backward", "negative_slope", negative_slope)
     return _unary_backward("leaky_relu_backward", backend, out, dy, x, "x", slope)
 
 
 def elu(x, alpha=1.0, *, backend=None, out=None):
-    alpha = _number("elu", "alpha", alpha, low=0)
+    alpha = _arg("elu", "alpha", alpha)
     return _unary("elu", backend, out, x, alpha)
 
 
 def elu_backward(dy, y, alpha=1.0, *, backend=None, out=None):
-    alpha = _number("elu_backward", "alpha", alpha, low=0)
+    alpha = _arg("elu_backward", "alpha", alpha)
     return _unary_backward("elu_backward", backend, out, dy, y, "y", alpha)
 
 
@@ -1208,7 +1148,11 @@ def tanh_backward(dy, y, *, backend=None, out=None):
 def _has_axes(op, **arrays):
     """An error for a 0-D array (asarray would quietly make it 1-D)."""
     for name, a in arrays.items():
-        if a is not None and np.ndim(a) == 0:
+        try:
+            ndim = None if a is None else np.ndim(a)
+        except (TypeError, ValueError):   # not array-like (a ragged list): _floats says so
+            continue
+        if ndim == 0:
             raise ValueError(f"{op}: {name} must have at least one axis, got a 0-D array")
 
 
@@ -1226,7 +1170,7 @@ def _softmax(op, backend, out, x, dim):
     _has_axes(op, x=x)
     (x,) = _floats(op, be, x=x)
     dim = _dim(op, dim, x)
-    return getattr(be, op)(x, dim, out=_out(op, be, out, x.shape, x.dtype))
+    return getattr(be, op)(x, dim, out=_out(op, be, out, x.shape, x.dtype, reads={"x": x}))
 
 
 def _softmax_backward(op, backend, out, dy, y, dim):
@@ -1235,7 +1179,8 @@ def _softmax_backward(op, backend, out, dy, y, dim):
     dy, y = _floats(op, be, dy=dy, y=y)
     _same_shape(op, ("dy", "y"), (dy, y))
     dim = _dim(op, dim, y)
-    return getattr(be, op)(dy, y, dim, out=_out(op, be, out, dy.shape, dy.dtype))
+    out = _out(op, be, out, dy.shape, dy.dtype, reads={"dy": dy, "y": y})
+    return getattr(be, op)(dy, y, dim, out=out)
 
 
 def softmax(x, dim=1, *, backend=None, out=None):
@@ -1265,12 +1210,13 @@ def maxout(x, pool_size, *, backend=None, out=None):
     op = "maxout"
     be = _backend(op, backend, {"x": x})
     (x,) = _floats(op, be, x=x)
-    k = _int(op, "pool_size", pool_size, 1)
+    k = _arg(op, "pool_size", pool_size)
     if x.ndim < 2 or x.shape[1] % k:
         raise ValueError(f"{op}: x's axis 1 must be a multiple of pool_size={k}, "
                          f"got x.shape={tuple(x.shape)}")
     y_shape = (x.shape[0], x.shape[1] // k) + tuple(x.shape[2:])
-    out = _outs(op, be, out, [(y_shape, x.dtype), (y_shape, np.dtype(np.int32))])
+    out = _outs(op, be, out, [(y_shape, x.dtype), (y_shape, np.dtype(np.int32))],
+                reads={"x": x})
     return be.maxout(x, k, out=out)
 
 
@@ -1279,13 +1225,13 @@ def maxout_backward(dy, indices, pool_size, *, backend=None, out=None):
     be = _backend(op, backend, {"dy": dy, "indices": indices})
     (dy,) = _floats(op, be, dy=dy)
     indices = _integers(op, be, "indices", indices)
-    k = _int(op, "pool_size", pool_size, 1)
+    k = _arg(op, "pool_size", pool_size)
     _same_shape(op, ("dy", "indices"), (dy, indices))
     if dy.ndim < 2:
         raise ValueError(f"{op}: dy must be at least 2-D, got shape {tuple(dy.shape)}")
     indices = be.check_indices(op, "indices", indices, k)
     x_shape = (dy.shape[0], dy.shape[1] * k) + tuple(dy.shape[2:])
-    out = _out(op, be, out, x_shape, dy.dtype)
+    out = _out(op, be, out, x_shape, dy.dtype, reads={"dy": dy, "indices": indices})
     return be.maxout_backward(dy, indices, k, out=out)
 
 
@@ -1298,11 +1244,11 @@ def dropout(x, p, seed, *, backend=None, out=None):
     The mask is a hash of (seed, element index), the same on every backend.
     """
     op = "dropout"
-    p = _number(op, "p", p, 0, 1, high_open=True)
-    seed = _int(op, "seed", seed, 0) & 0xFFFFFFFF
+    p = _arg(op, "p", p)
+    seed = _int(op, "seed", seed, 0, maximum=None) & 0xFFFFFFFF
     be = _backend(op, backend, {"x": x})
     (x,) = _floats(op, be, x=x)
-    out = _outs(op, be, out, [(x.shape, x.dtype), (x.shape, x.dtype)])
+    out = _outs(op, be, out, [(x.shape, x.dtype), (x.shape, x.dtype)], reads={"x": x})
     return be.dropout(x, p, seed, out=out)
 
 
@@ -1311,6 +1257,14 @@ def dropout_backward(dy, mask, *, backend=None, out=None):
 
 
 # ---------------------------------------------------------------- batch normalisation
+
+
+def _channels(op, name, a, x):
+    """a must hold one value per channel of x (axis 1)."""
+    if tuple(a.shape) != (x.shape[1],):
+        raise ValueError(f"{op}: {name} must have shape ({x.shape[1]},) for x.shape="
+                         f"{tuple(x.shape)}, got {tuple(a.shape)}")
+    return a
 
 
 def batch_norm(x, gamma, beta, running_mean=None, running_var=None, momentum=0.1, eps=1e-5,
@@ -1328,30 +1282,31 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, momentum=0.1
     if x.ndim not in (2, 4):
         raise ValueError(f"{op}: x must be (N, C) or (N, C, H, W), got shape {tuple(x.shape)}")
     c = x.shape[1]
-    stats = {"gamma": gamma, "beta": beta, "running_mean": running_mean,
-             "running_var": running_var}
-    for name, a in stats.items():
-        if a is not None and tuple(a.shape) != (c,):
-            raise ValueError(f"{op}: {name} must have shape ({c},) for x.shape="
-                             f"{tuple(x.shape)}, got {tuple(a.shape)}")
+    for name, a in (("gamma", gamma), ("beta", beta)):
+        _channels(op, name, a, x)
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"{op}: give both running_mean and running_var, or neither")
-    for name in ("running_mean", "running_var"):
-        a = stats[name]
-        if a is not None and (_dtype(a) != x.dtype or not _c_contiguous(a)):
-            raise TypeError(f"{op}: {name} is updated in place, so it must be a contiguous "
-                            f"{x.dtype} array, got {_dtype(a)}")
-    count = x.size // c if c else 0
-    if training and count < 2:
-        raise ValueError(f"{op}: training needs more than one value per channel "
-                         f"(x.shape={tuple(x.shape)})")
+    training = _args.flag(op, "training", training)
     if not training and running_mean is None:
         raise ValueError(f"{op}: evaluation (training=False) needs running_mean and running_var")
-    momentum = _number(op, "momentum", momentum, 0, 1)
-    eps = _number(op, "eps", eps, 0)
-    out = _outs(op, be, out, [(x.shape, x.dtype), ((c,), x.dtype), ((c,), x.dtype)])
-    return be.batch_norm(x, gamma, beta, running_mean, running_var, momentum, eps,
-                         bool(training), out=out)
+    reads = {"x": x, "gamma": gamma, "beta": beta}
+    stats = {"running_mean": running_mean, "running_var": running_var}
+    if training and running_mean is not None:   # updated in place: checked like out=
+        for name, a in stats.items():
+            reads[name] = _checked_out(op, be, a, (c,), x.dtype, name)
+        _no_clash(op, stats, {"x": x, "gamma": gamma, "beta": beta})
+    elif running_mean is not None:              # only read
+        _, *stats = _floats(op, be, x=x, **stats)
+        for name, a in zip(("running_mean", "running_var"), stats):
+            reads[name] = _channels(op, name, a, x)
+    running_mean, running_var = reads.get("running_mean"), reads.get("running_var")
+    if training and x.size // max(c, 1) < 2:
+        raise ValueError(f"{op}: training needs more than one value per channel "
+                         f"(x.shape={tuple(x.shape)})")
+    momentum, eps = _arg(op, "momentum", momentum), _arg(op, "eps", eps)
+    out = _outs(op, be, out, [(x.shape, x.dtype), ((c,), x.dtype), ((c,), x.dtype)], reads)
+    return be.batch_norm(x, gamma, beta, running_mean, running_var, momentum, eps, training,
+                         out=out)
 
 
 def batch_norm_backward(dy, x, gamma, mean, invstd, training=True, *, backend=None, out=None):
@@ -1365,11 +1320,11 @@ def batch_norm_backward(dy, x, gamma, mean, invstd, training=True, *, backend=No
         raise ValueError(f"{op}: x must be (N, C) or (N, C, H, W), got shape {tuple(x.shape)}")
     c = x.shape[1]
     for name, a in (("gamma", gamma), ("mean", mean), ("invstd", invstd)):
-        if tuple(a.shape) != (c,):
-            raise ValueError(f"{op}: {name} must have shape ({c},) for x.shape="
-                             f"{tuple(x.shape)}, got {tuple(a.shape)}")
-    out = _outs(op, be, out, [(x.shape, x.dtype), ((c,), x.dtype), ((c,), x.dtype)])
-    return be.batch_norm_backward(dy, x, gamma, mean, invstd, bool(training), out=out)
+        _channels(op, name, a, x)
+    out = _outs(op, be, out, [(x.shape, x.dtype), ((c,), x.dtype), ((c,), x.dtype)],
+                reads={"dy": dy, "x": x, "gamma": gamma, "mean": mean, "invstd": invstd})
+    return be.batch_norm_backward(dy, x, gamma, mean, invstd,
+                                  _args.flag(op, "training", training), out=out)
 
 
 # ---------------------------------------------------------------- losses
@@ -1393,7 +1348,8 @@ def softmax_cross_entropy(logits, labels, *, backend=None, out=None):
     be = _backend(op, backend, {"logits": logits, "labels": labels})
     (logits,) = _floats(op, be, logits=logits)
     labels = _labels(op, be, logits, labels)
-    out = _out(op, be, out, logits.shape, logits.dtype)
+    out = _out(op, be, out, logits.shape, logits.dtype,
+               reads={"logits": logits, "labels": labels})
     return be.softmax_cross_entropy(logits, labels, out=out)
 
 
@@ -1404,7 +1360,7 @@ def softmax_cross_entropy_backward(probs, labels, *, backend=None, out=None):
     be = _backend(op, backend, {"probs": probs, "labels": labels})
     (probs,) = _floats(op, be, probs=probs)
     labels = _labels(op, be, probs, labels)
-    out = _out(op, be, out, probs.shape, probs.dtype)
+    out = _out(op, be, out, probs.shape, probs.dtype, reads={"probs": probs, "labels": labels})
     return be.softmax_cross_entropy_backward(probs, labels, out=out)
 
 
@@ -1424,11 +1380,16 @@ def bce_with_logits(logits, targets, *, backend=None):
     return be.bce_with_logits(logits, targets)
 
 
+def _pred_target_backward(op, backend, out, pred, target, names):
+    """The gradient of an elementwise loss with respect to its predictions."""
+    be, pred, target = _pred_target(op, backend, pred, target, names)
+    out = _out(op, be, out, pred.shape, pred.dtype, reads=dict(zip(names, (pred, target))))
+    return getattr(be, op)(pred, target, out=out)
+
+
 def bce_with_logits_backward(logits, targets, *, backend=None, out=None):
-    op = "bce_with_logits_backward"
-    be, logits, targets = _pred_target(op, backend, logits, targets, ("logits", "targets"))
-    return be.bce_with_logits_backward(logits, targets,
-                                       out=_out(op, be, out, logits.shape, logits.dtype))
+    return _pred_target_backward("bce_with_logits_backward", backend, out, logits, targets,
+                                 ("logits", "targets"))
 
 
 def bce(probs, targets, *, backend=None):
@@ -1439,9 +1400,8 @@ def bce(probs, targets, *, backend=None):
 
 
 def bce_backward(probs, targets, *, backend=None, out=None):
-    op = "bce_backward"
-    be, probs, targets = _pred_target(op, backend, probs, targets, ("probs", "targets"))
-    return be.bce_backward(probs, targets, out=_out(op, be, out, probs.shape, probs.dtype))
+    return _pred_target_backward("bce_backward", backend, out, probs, targets,
+                                 ("probs", "targets"))
 
 
 def mse(pred, target, *, backend=None):
@@ -1451,9 +1411,7 @@ def mse(pred, target, *, backend=None):
 
 
 def mse_backward(pred, target, *, backend=None, out=None):
-    op = "mse_backward"
-    be, pred, target = _pred_target(op, backend, pred, target, ("pred", "target"))
-    return be.mse_backward(pred, target, out=_out(op, be, out, pred.shape, pred.dtype))
+    return _pred_target_backward("mse_backward", backend, out, pred, target, ("pred", "target"))
 
 
 def count_correct(scores, labels, *, backend=None, into=None):
@@ -1470,7 +1428,8 @@ def count_correct(scores, labels, *, backend=None, into=None):
     (scores,) = _floats(op, be, scores=scores)
     labels = _labels(op, be, scores, labels)
     if into is not None:
-        into = _checked_out(op, be, into, (1,), np.dtype(np.int64), "into")
+        into = _checked_out(op, be, into, (1,), np.dtype(np.int64), "into",
+                            reads={"scores": scores, "labels": labels})
     return be.count_correct(scores, labels, into=into)
 
 
@@ -1478,65 +1437,73 @@ def count_correct(scores, labels, *, backend=None, into=None):
 # In-place updates of a parameter and its state arrays (PyTorch's formulas).
 
 
-def _step_arrays(op, backend, param, grad, **state):
-    arrays = {"param": param, "grad": grad, **state}
-    be = _backend(op, backend, arrays)
-    for name, a in arrays.items():
-        if a is None:
-            continue
-        dtype = _dtype(a) if hasattr(a, "dtype") else None
-        if dtype not in FLOAT_DTYPES or dtype != _dtype(param):
-            raise TypeError(f"{op}: {name} must be a float array of param's dtype "
-                            f"({getattr(param, 'dtype', None)}), got {getattr(a, 'dtype', a)}")
-        if tuple(a.shape) != tuple(param.shape):
-            raise ValueError(f"{op}: {name}.shape={tuple(a.shape)} differs from "
-                             f"param.shape={tuple(param.shape)}")
-        if name != "grad" and not _c_contiguous(a):
-            raise ValueError(f"{op}: {name} is updated in place and must be C-contiguous")
-    return be, be.asarray(grad)
+def _step_arrays(op, backend, param, grad, optional=(), **state):
+    """param and the state arrays are updated in place, so each is checked like an out=
+    array of param's shape and float dtype, sharing memory with no other; grad is read.
+    Only the state arrays named in optional may be None."""
+    be = _backend(op, backend, {"param": param, "grad": grad, **state})
+    if not be.is_array(param) or _dtype(param) not in FLOAT_DTYPES:
+        got = getattr(param, "dtype", type(param).__name__)
+        raise TypeError(f"{op}: param is updated in place, so it must be a float32 or float64 "
+                        f"array on {be.DEVICE}, got {got}")
+    shape, dtype = tuple(param.shape), _dtype(param)
+    (grad,) = _floats(op, be, grad=grad)
+    if tuple(grad.shape) != shape or grad.dtype != dtype:
+        raise ValueError(f"{op}: grad must have param's shape {shape} and dtype {dtype}, got "
+                         f"shape {tuple(grad.shape)} and dtype {grad.dtype}")
+    written = {"param": param, **state}
+    for name, a in written.items():
+        if a is None and name not in optional:
+            raise TypeError(f"{op}: {name} is updated in place, so it must be an array, got None")
+        if a is not None:
+            _checked_out(op, be, a, shape, dtype, name)
+    _no_clash(op, written, {"grad": grad})
+    return be, grad
+
+
+def _hyper(op, name, value):
+    return _args.hyperparameter(op, name, value)
 
 
 def sgd_step(param, grad, velocity=None, lr=0.01, momentum=0.0, nesterov=False,
              weight_decay=0.0, *, backend=None):
     op = "sgd_step"
-    momentum = _number(op, "momentum", momentum, 0)
+    momentum = _hyper(op, "momentum", momentum)
     if momentum and velocity is None:
         raise ValueError(f"{op}: momentum={momentum} needs a velocity array")
-    if nesterov and not momentum:
-        raise ValueError(f"{op}: nesterov needs momentum > 0")
-    be, grad = _step_arrays(op, backend, param, grad, velocity=velocity)
-    be.sgd_step(param, grad, velocity, _number(op, "lr", lr, 0), momentum, bool(nesterov),
-                _number(op, "weight_decay", weight_decay, 0))
+    nesterov = _args.nesterov(op, nesterov, momentum)
+    be, grad = _step_arrays(op, backend, param, grad, ("velocity",), velocity=velocity)
+    be.sgd_step(param, grad, velocity, _hyper(op, "lr", lr), momentum, nesterov,
+                _hyper(op, "weight_decay", weight_decay))
 
 
 def adam_step(param, grad, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
               weight_decay=0.0, *, backend=None):
     op = "adam_step"
     be, grad = _step_arrays(op, backend, param, grad, m=m, v=v)
-    be.adam_step(param, grad, m, v, _int(op, "step", step, 1), _number(op, "lr", lr, 0),
-                 _number(op, "beta1", beta1, 0, 1, True), _number(op, "beta2", beta2, 0, 1, True),
-                 _number(op, "eps", eps, 0), _number(op, "weight_decay", weight_decay, 0))
+    be.adam_step(param, grad, m, v, _int(op, "step", step, 1), _hyper(op, "lr", lr),
+                 _hyper(op, "beta1", beta1), _hyper(op, "beta2", beta2), _hyper(op, "eps", eps),
+                 _hyper(op, "weight_decay", weight_decay))
 
 
 def adagrad_step(param, grad, sum_sq, step, lr=1e-2, lr_decay=0.0, eps=1e-10,
                  weight_decay=0.0, *, backend=None):
     op = "adagrad_step"
     be, grad = _step_arrays(op, backend, param, grad, sum_sq=sum_sq)
-    be.adagrad_step(param, grad, sum_sq, _int(op, "step", step, 1), _number(op, "lr", lr, 0),
-                    _number(op, "lr_decay", lr_decay, 0), _number(op, "eps", eps, 0),
-                    _number(op, "weight_decay", weight_decay, 0))
+    be.adagrad_step(param, grad, sum_sq, _int(op, "step", step, 1), _hyper(op, "lr", lr),
+                    _hyper(op, "lr_decay", lr_decay), _hyper(op, "eps", eps),
+                    _hyper(op, "weight_decay", weight_decay))
 
 
 def rmsprop_step(param, grad, square_avg, buf=None, lr=1e-2, alpha=0.99, eps=1e-8,
                  weight_decay=0.0, momentum=0.0, *, backend=None):
     op = "rmsprop_step"
-    momentum = _number(op, "momentum", momentum, 0)
+    momentum = _hyper(op, "momentum", momentum)
     if momentum and buf is None:
         raise ValueError(f"{op}: momentum={momentum} needs a buf array")
-    be, grad = _step_arrays(op, backend, param, grad, square_avg=square_avg, buf=buf)
-    be.rmsprop_step(param, grad, square_avg, buf, _number(op, "lr", lr, 0),
-                    _number(op, "alpha", alpha, 0, 1), _number(op, "eps", eps, 0),
-                    _number(op, "weight_decay", weight_decay, 0), momentum)
+    be, grad = _step_arrays(op, backend, param, grad, ("buf",), square_avg=square_avg, buf=buf)
+    be.rmsprop_step(param, grad, square_avg, buf, _hyper(op, "lr", lr), _hyper(op, "alpha", alpha),
+                    _hyper(op, "eps", eps), _hyper(op, "weight_decay", weight_decay), momentum)
 
 
 def adadelta_step(param, grad, square_avg, acc_delta, lr=1.0, rho=0.9, eps=1e-6,
@@ -1544,6 +1511,6 @@ def adadelta_step(param, grad, square_avg, acc_delta, lr=1.0, rho=0.9, eps=1e-6,
     op = "adadelta_step"
     be, grad = _step_arrays(op, backend, param, grad, square_avg=square_avg,
                             acc_delta=acc_delta)
-    be.adadelta_step(param, grad, square_avg, acc_delta, _number(op, "lr", lr, 0),
-                     _number(op, "rho", rho, 0, 1), _number(op, "eps", eps, 0),
-                     _number(op, "weight_decay", weight_decay, 0))
+    be.adadelta_step(param, grad, square_avg, acc_delta, _hyper(op, "lr", lr),
+                     _hyper(op, "rho", rho), _hyper(op, "eps", eps),
+                     _hyper(op, "weight_decay", weight_decay))

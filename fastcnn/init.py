@@ -11,30 +11,42 @@ import math
 
 import numpy as np
 
+from . import _args
+
 _default = np.random.default_rng()
 
 
 def seed(n):
     """Reset the generator the layers draw from when given no rng."""
     global _default
-    _default = np.random.default_rng(n)
+    _default = np.random.default_rng(_args.integer("seed", "n", n, 0, None))
 
 
-def generator(rng=None):
-    """rng as a Generator: a Generator as it is, an int as a seed, None as the module's one."""
+def generator(rng=None, where="init"):
+    """rng as a Generator: a Generator as it is, an int as a seed, None as the module's one.
+    where: who asks, for the error message."""
     if rng is None:
         return _default
     if isinstance(rng, np.random.Generator):
         return rng
-    return np.random.default_rng(rng)
+    if isinstance(rng, (np.random.SeedSequence, np.random.BitGenerator)):
+        return np.random.default_rng(rng)
+    if isinstance(rng, (bool, np.bool_)) or not isinstance(rng, (int, np.integer)):
+        raise TypeError(f"{where}: rng must be a numpy Generator, an int seed or None, "
+                        f"got {rng!r}")
+    return np.random.default_rng(_args.integer(where, "rng", rng, 0, None))
 
 
 def fans(shape):
-    """(fan_in, fan_out) of a weight shaped (out, in, *kernel), as PyTorch computes them."""
+    """(fan_in, fan_out) of a weight shaped (out, in, *kernel), as PyTorch computes them;
+    both must be positive (an empty weight has no scale to draw from)."""
     if len(shape) < 2:
         raise ValueError(f"fan_in and fan_out need a weight of at least 2 dimensions, "
                          f"got shape {tuple(shape)}")
     receptive = math.prod(shape[2:])
+    if shape[0] * shape[1] * receptive == 0:
+        raise ValueError(f"fan_in and fan_out of a weight of shape {tuple(shape)} are 0: "
+                         f"an empty weight has nothing to initialise")
     return shape[1] * receptive, shape[0] * receptive
 
 
@@ -58,6 +70,10 @@ def _host(a, name):
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name}: initialise NumPy arrays on the host (then move the model "
                         f"with model.to('cuda')), got {type(a).__name__}")
+    if a.dtype.kind != "f":   # an int array would silently truncate the values drawn
+        raise TypeError(f"{name}: the array must be floating point, got {a.dtype}")
+    if not a.flags.writeable:
+        raise ValueError(f"{name}: the array is read-only")
     return a
 
 
@@ -123,5 +139,5 @@ def default_weight_and_bias_(weight, bias, rng=None):
     rng = generator(rng)
     kaiming_uniform_(weight, a=math.sqrt(5), rng=rng)
     if bias is not None:
-        bound = 1 / math.sqrt(fans(weight.shape)[0]) if fans(weight.shape)[0] else 0
+        bound = 1 / math.sqrt(fans(weight.shape)[0])
         uniform_(bias, -bound, bound, rng)

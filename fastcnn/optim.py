@@ -3,9 +3,13 @@
 An optimizer holds Parameter handles (a layer and a parameter name), so it
 always updates the array the layer currently holds, wherever it lives, and its
 per-parameter state (momentum, moment estimates) next to it.
+
+The constructors check the hyperparameters against the ranges the step ops check
+them against (``fastcnn._args.HYPERPARAMETERS``), so a bad one is refused when the
+optimizer is built, not at its first step.
 """
 
-from . import backends
+from . import _args, backends
 from . import functional as F
 
 
@@ -36,18 +40,30 @@ def parameters(layer):
 
 class Optimizer:
     """params: Parameter handles (model.parameters(), or parameters(layer) for one
-    layer), or the model itself."""
+    layer), or the model itself; lr and the other hyperparameters (by name), checked and
+    kept as attributes."""
 
     state_names = ()
 
-    def __init__(self, params, lr):
+    def __init__(self, params, lr, **hyperparameters):
+        where = type(self).__name__
         if hasattr(params, "parameters"):
             params = params.parameters()
-        self.params = list(params)
+        try:
+            self.params = list(params)
+        except TypeError:   # not iterable
+            self.params = [params]
         if not all(isinstance(p, Parameter) for p in self.params):
-            raise TypeError(f"{type(self).__name__}: params must be Parameter handles, as "
-                            f"model.parameters() returns them")
-        self.lr = lr
+            raise TypeError(f"{where}: params must be Parameter handles, as model.parameters() "
+                            f"returns them, got {type(params).__name__}")
+        if not self.params:
+            raise ValueError(f"{where}: params is empty: there is nothing to optimise (a model "
+                             f"without parameters?)")
+        if len({(id(p.layer), p.key) for p in self.params}) < len(self.params):
+            raise ValueError(f"{where}: a parameter appears twice in params (it would be "
+                             f"updated twice a step)")
+        for name, value in dict(lr=lr, **hyperparameters).items():
+            setattr(self, name, _args.hyperparameter(where, name, value))
         self.steps = 0
         self.state = [None] * len(self.params)   # per parameter: its state arrays, by name
 
@@ -89,8 +105,8 @@ class SGD(Optimizer):
     weight_decay term. Without momentum, plain p -= lr g."""
 
     def __init__(self, params, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
-        super().__init__(params, lr)
-        self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
+        super().__init__(params, lr, momentum=momentum, weight_decay=weight_decay)
+        self.nesterov = _args.nesterov("SGD", nesterov, self.momentum)
 
     def _state_for(self):
         return ("velocity",) if self.momentum else ()
@@ -106,8 +122,11 @@ class Adam(Optimizer):
     state_names = ("m", "v")
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        super().__init__(params, lr)
-        self.betas, self.eps, self.weight_decay = tuple(betas), eps, weight_decay
+        super().__init__(params, lr, eps=eps, weight_decay=weight_decay)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"Adam: betas must be a pair (beta1, beta2), got {betas!r}")
+        self.betas = tuple(_args.hyperparameter("Adam", name, beta)
+                           for name, beta in zip(("beta1", "beta2"), betas))
 
     def _update(self, param, grad, state):
         F.adam_step(param, grad, state["m"], state["v"], self.steps, self.lr, *self.betas,
@@ -120,8 +139,7 @@ class Adagrad(Optimizer):
     state_names = ("sum_sq",)
 
     def __init__(self, params, lr=1e-2, lr_decay=0.0, eps=1e-10, weight_decay=0.0):
-        super().__init__(params, lr)
-        self.lr_decay, self.eps, self.weight_decay = lr_decay, eps, weight_decay
+        super().__init__(params, lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay)
 
     def _update(self, param, grad, state):
         F.adagrad_step(param, grad, state["sum_sq"], self.steps, self.lr, self.lr_decay,
@@ -132,8 +150,8 @@ class RMSprop(Optimizer):
     """s = alpha s + (1 - alpha) g^2; p -= lr g / (sqrt(s) + eps), with optional momentum."""
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0):
-        super().__init__(params, lr)
-        self.alpha, self.eps, self.weight_decay, self.momentum = alpha, eps, weight_decay, momentum
+        super().__init__(params, lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                         momentum=momentum)
 
     def _state_for(self):
         return ("square_avg", "buf") if self.momentum else ("square_avg",)
@@ -149,8 +167,7 @@ class Adadelta(Optimizer):
     state_names = ("square_avg", "acc_delta")
 
     def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0):
-        super().__init__(params, lr)
-        self.rho, self.eps, self.weight_decay = rho, eps, weight_decay
+        super().__init__(params, lr, rho=rho, eps=eps, weight_decay=weight_decay)
 
     def _update(self, param, grad, state):
         F.adadelta_step(param, grad, state["square_avg"], state["acc_delta"], self.lr, self.rho,

@@ -24,7 +24,7 @@ def test_dataloader_batches_everything_once():
     assert not np.array_equal(np.concatenate([b[1] for b in again]), np.concatenate(first))
     plain = data.DataLoader((x, y), batch_size=4, drop_last=True)
     assert len(plain) == 2 and [list(b[1]) for b in plain] == [[0, 1, 2, 3], [4, 5, 6, 7]]
-    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+    with pytest.raises(ValueError, match="DataLoader: batch_size must be >= 1, got 0"):
         data.DataLoader((x, y), batch_size=0)
     with pytest.raises(ValueError, match="same length"):
         data.DataLoader((x, y[:3]))
@@ -159,3 +159,70 @@ def test_random_horizontal_flip_and_compose():
     np.testing.assert_array_equal(data.RandomHorizontalFlip(0.0)(x, np.random.default_rng(0)), x)
     both = data.Compose([data.RandomHorizontalFlip(1.0), data.RandomHorizontalFlip(1.0)])
     np.testing.assert_array_equal(both(x, np.random.default_rng(0)), x)
+
+
+@pytest.mark.parametrize("dataset, error, match", [
+    ({"x": np.zeros(3)}, TypeError,
+     r"DataLoader: a dict is not a dataset .*\(d\['x'\], d\['y'\]\)"),
+    ({1, 2}, TypeError, "DataLoader: expected a dataset .* got set"),
+    ((i for i in range(3)), TypeError, "DataLoader: a generator can be read only once"),
+    ("abc", TypeError, "DataLoader: expected a dataset .* got str"),
+    ((np.zeros(3), np.zeros(4)), ValueError, r"same length .*\[\(3,\), \(4,\)\]"),
+    ((None,), TypeError, "ArrayDataset: array 0 has no axis 0"),
+    (([[1], [1, 2]],), ValueError, "ArrayDataset: array 0 is not an array"),
+])
+def test_dataloader_refuses_what_is_no_dataset(dataset, error, match):
+    with pytest.raises(error, match=match):
+        data.DataLoader(dataset)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(batch_size=0), ValueError, "DataLoader: batch_size must be >= 1, got 0"),
+    (dict(batch_size=-2), ValueError, "DataLoader: batch_size must be >= 1, got -2"),
+    (dict(batch_size=2.0), TypeError, "DataLoader: batch_size must be an int, got 2.0"),
+    (dict(batch_size=True), TypeError, "DataLoader: batch_size must be an int, got True"),
+    (dict(shuffle="yes"), TypeError, "DataLoader: shuffle must be True or False"),
+    (dict(seed=-1), ValueError, "DataLoader: seed must be None, an int >= 0"),
+    (dict(seed="a"), TypeError, "DataLoader: seed must be None, an int >= 0"),
+    (dict(transform=3), TypeError, "DataLoader: transform must be callable"),
+    (dict(sampler=5), TypeError, "DataLoader: sampler must be an iterable with a length"),
+])
+def test_dataloader_checks_its_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        data.DataLoader((np.zeros(4),), **kwargs)
+
+
+class Sampler:
+    def __init__(self, indices, length=None):
+        self.indices, self.length = indices, length
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self):
+        return len(self.indices) if self.length is None else self.length
+
+
+@pytest.mark.parametrize("sampler, error, match", [
+    (Sampler([0, 5]), ValueError, r"the sampler's indices: 5 is outside the dataset's "
+                                  r"positions \[0, 3\)"),
+    (Sampler([0, -1]), ValueError, r"the sampler's indices: -1 is outside the dataset's "
+                                   r"positions \[0, 3\)"),
+    (Sampler([0.5]), TypeError, r"the sampler's indices must be integers, got float64"),
+    (Sampler([0, 1], length=3), ValueError, "the sampler yielded 2 indices but its length is 3"),
+])
+def test_dataloader_checks_the_samplers_indices(sampler, error, match):
+    """Out of range (IndexError before), negative (counted from the end before), floats
+    (truncated before) and a length that lies (empty batches before)."""
+    loader = data.DataLoader((np.arange(3), np.arange(3)), batch_size=2, sampler=sampler)
+    with pytest.raises(error, match=f"DataLoader: {match}"):
+        list(loader)
+
+
+def test_subsets_and_splits_check_their_indices():
+    ds = data.ArrayDataset(np.arange(5))
+    with pytest.raises(ValueError, match=r"Subset: indices: 5 is outside .*\[0, 5\)"):
+        data.Subset(ds, [0, 5])
+    with pytest.raises(TypeError, match="random_split: lengths must be an int, got 2.5"):
+        data.random_split(ds, [2.5, 2.5])
+    assert [len(s) for s in data.random_split(ds, [0.6, 0.4], seed=0)] == [3, 2]

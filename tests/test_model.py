@@ -222,7 +222,8 @@ def test_memory_stays_flat_across_epochs():
     model.fit(loader, epochs=1, verbose=0)
 
     def buffers():
-        return {(layer.index, k): id(v) for layer in model for k, v in layer._scratch.items()}
+        return {(layer.index, k): id(v)
+                for layer in model for k, v in layer.reuse.arrays.items()}
 
     first = buffers()
     tracemalloc.start()

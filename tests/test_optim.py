@@ -132,3 +132,43 @@ def test_init_functions():
     np.testing.assert_array_equal(nn.Linear(4, 4).params["weight"], first)
     with pytest.raises(ValueError, match="at least 2 dimensions"):
         init.xavier_uniform_(np.empty(3))
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda p: optim.SGD(p, lr=-1), ValueError, r"SGD: lr must be in \[0, inf\], got -1"),
+    (lambda p: optim.SGD(p, momentum=-0.5), ValueError, r"SGD: momentum must be in \[0"),
+    (lambda p: optim.SGD(p, nesterov=True), ValueError, "SGD: nesterov needs momentum > 0"),
+    (lambda p: optim.SGD(p, lr="fast"), TypeError, "SGD: lr must be a number, got 'fast'"),
+    (lambda p: optim.Adam(p, betas=(1.5, 0.9)), ValueError,
+     r"Adam: beta1 must be in \[0, 1\), got 1.5"),
+    (lambda p: optim.Adam(p, betas=(0.9, 1.0)), ValueError, r"Adam: beta2 must be in \[0, 1\)"),
+    (lambda p: optim.Adam(p, betas=0.9), TypeError, r"Adam: betas must be a pair"),
+    (lambda p: optim.Adam(p, eps=float("nan")), ValueError, "Adam: eps must be in"),
+    (lambda p: optim.RMSprop(p, alpha=2), ValueError, r"RMSprop: alpha must be in \[0, 1\]"),
+    (lambda p: optim.Adadelta(p, rho=-1), ValueError, r"Adadelta: rho must be in \[0, 1\]"),
+    (lambda p: optim.Adagrad(p, lr_decay=-1), ValueError, "Adagrad: lr_decay must be in"),
+    (lambda p: optim.Adam([]), ValueError, "Adam: params is empty"),
+    (lambda p: optim.Adam(Sequential(nn.ReLU())), ValueError, "Adam: params is empty"),
+    (lambda p: optim.Adam(None), TypeError, "Adam: params must be Parameter handles, .*None"),
+    (lambda p: optim.Adam(p + p), ValueError, "Adam: a parameter appears twice"),
+])
+def test_optimizers_check_their_arguments_when_built(make, error, match):
+    params = Sequential(nn.Linear(2, 2)).parameters()
+    with pytest.raises(error, match=match):
+        make(params)
+
+
+def test_init_checks_its_arguments():
+    with pytest.raises(TypeError, match="init: rng must be a numpy Generator, an int seed"):
+        init.generator("seed")
+    with pytest.raises(ValueError, match="rng must be >= 0"):
+        init.uniform_(np.empty(3), rng=-1)
+    with pytest.raises(TypeError, match="the array must be floating point, got int64"):
+        init.normal_(np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match=r"fan_in and fan_out of a weight of shape \(3, 0\) "
+                                         r"are 0"):
+        init.kaiming_uniform_(np.empty((3, 0)))
+    frozen = np.zeros(3)
+    frozen.setflags(write=False)
+    with pytest.raises(ValueError, match="ones_: the array is read-only"):
+        init.ones_(frozen)

@@ -43,13 +43,7 @@ class Sequential(Model):
             layer.forget()
         self.input_shape = tuple(x.shape[1:])
         for layer in self.layers:
-            try:
-                x = layer.forward(x)
-            except (ValueError, TypeError) as e:
-                if str(e).startswith(layer.name):
-                    raise
-                kind = ValueError if isinstance(e, ValueError) else TypeError
-                raise kind(f"{layer.name}: {e}") from e
+            x = layer.forward(x)
         return x
 
     __call__ = forward

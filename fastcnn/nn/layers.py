@@ -2,65 +2,41 @@
 
 A layer holds state and nothing else: its parameters (``params``, shaped as in
 PyTorch), their gradients (``grads``, same keys), running statistics
-(``buffers``), what its forward pass saved for the backward pass, and a
-``training`` flag. All arithmetic is a call to ``fastcnn.functional``, so a
+(``buffers``), what its forward pass saved for the backward pass (``saved``), and
+a ``training`` flag. All arithmetic is a call to ``fastcnn.functional``, so a
 layer whose arrays live on the GPU runs there without knowing it.
 
 ``forward(x)`` returns y; ``backward(dy)`` returns dx and writes the gradients
-of this batch into ``grads`` (it overwrites them, it does not accumulate).
+of this batch into ``grads`` (it overwrites them, it does not accumulate);
+``backward(dy, need_dx=False)`` computes only the gradients and returns None (a
+layer without parameters then does nothing at all).
 
-Buffers are reused: a layer writes its output (and its dx) into the array it
-returned last time, unless someone else still holds that array (a user keeping
-a prediction, a view of it), in which case it allocates a fresh one. So a
-training loop allocates its activations once, and nothing a caller kept is
-ever overwritten behind its back.
+Checks are functional's: a layer checks only what functional cannot know (that x is
+an array and dy has the shape forward returned, the ranks a layer takes beyond its op's, the input
+its constructor declared: Linear's in_features, Conv2d's in_channels), and the
+constructor checks its arguments with the rules functional applies to the same
+arguments (``fastcnn._args``). Every ValueError or TypeError raised in a layer's
+forward or backward comes out prefixed with the layer's name, by ``Layer``.
+
+A layer's results are written into arrays it reuses from step to step while no
+one else holds them (``fastcnn.nn.reuse``).
 """
 
 import inspect
-import sys
 
 import numpy as np
 
-from .. import backends
+from .. import _args, backends
 from .. import functional as F
 from .. import init
-
-
-def _refs_when_unheld():
-    """What sys.getrefcount reports, on Layer._buffer's code path, for an array held only by
-    the scratch dict (interpreters differ in what they count, so measure it)."""
-    scratch = {"y": object()}
-    buf = scratch.get("y")
-    return sys.getrefcount(buf)
-
-
-_UNHELD = _refs_when_unheld()
-
-
-def _memory(buf):
-    """What views of buf keep alive besides buf: nothing more for NumPy arrays (a view's
-    base is buf itself); the device memory for Numba's device arrays, whose views share
-    it rather than referring to the array (gpu_data on a GPU, _ary on the simulator)."""
-    for name in ("gpu_data", "_ary"):
-        memory = getattr(buf, name, None)
-        if memory is not None:
-            return memory
-    return None
-
-
-def _memory_refs(buf):
-    """sys.getrefcount of buf's device memory (0 for NumPy arrays), on one code path, so a
-    count taken when the buffer was made compares with one taken later."""
-    memory = _memory(buf)
-    return 0 if memory is None else sys.getrefcount(memory)
-
-
-def _pair(v):
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+from .reuse import Reuse
 
 
 class Layer:
-    """The base of every layer: parameters, gradients, buffers, mode, and buffer reuse."""
+    """The base of every layer: parameters, gradients, buffers, mode, and naming errors.
+
+    Subclasses implement ``_forward(x)`` and ``_backward(dy, need_dx)``; the public
+    ``forward`` and ``backward`` wrap them."""
 
     def __init__(self, **config):
         self.params = {}
@@ -68,21 +44,60 @@ class Layer:
         self.buffers = {}        # running statistics: saved with the model, not trained
         self.training = True
         self.index = None        # position in a Sequential, for error messages
+        self.saved = {}          # what forward saved for backward; forget() empties it
+        self.reuse = Reuse()     # the arrays results are written into, step after step
         self._config = config    # the constructor's arguments, to rebuild the layer
-        self._scratch = {}       # output and dx arrays reused from step to step
-        self._unheld = {}        # their device memory's reference count when unshared
+        self._out_shape = None   # the shape forward returned: dy's
 
     # ---- what subclasses implement
 
-    def forward(self, x):
+    def _forward(self, x):
         raise NotImplementedError
 
-    def backward(self, dy, need_dx=True):
+    def _backward(self, dy, need_dx):
         raise NotImplementedError
+
+    # ---- forward and backward
+
+    def forward(self, x):
+        """The layer's output for x (an array: a layer hands on arrays, and dy must have
+        the shape of what it returned)."""
+        self.forget()
+        try:
+            if not hasattr(x, "shape"):
+                raise TypeError(f"forward: x must be an array, got {type(x).__name__}")
+            y = self._forward(x)
+        except (ValueError, TypeError) as e:
+            raise self._named(e) from e
+        self._out_shape = tuple(y.shape)
+        return y
+
+    def backward(self, dy, need_dx=True):
+        """dx for dy (the gradient of the loss with respect to forward's output), or None
+        with need_dx=False; writes this batch's gradients into grads."""
+        shape = self._out_shape
+        if shape is None:
+            raise RuntimeError(f"{self.name}: backward() needs a forward pass first")
+        try:
+            need_dx = _args.flag("backward", "need_dx", need_dx)
+            if not hasattr(dy, "shape"):
+                raise TypeError(f"backward: dy must be an array of the shape forward "
+                                f"returned, {shape}, got {type(dy).__name__}")
+            if tuple(dy.shape) != shape:
+                raise ValueError(f"backward: dy must have the shape forward returned, "
+                                 f"{shape}, got {tuple(dy.shape)}")
+            if not need_dx and not self.params:
+                return None
+            dx = self._backward(dy, need_dx)
+        except (ValueError, TypeError) as e:
+            raise self._named(e) from e
+        return dx if need_dx else None
 
     def forget(self):
         """Drop what the last forward saved for backward (Sequential calls it on every layer
-        before a forward pass, so the buffers it referenced can be reused)."""
+        before a forward pass, so the arrays it referenced can be reused)."""
+        self.saved.clear()
+        self._out_shape = None
 
     # ---- common behaviour
 
@@ -118,53 +133,32 @@ class Layer:
         return sum(int(np.prod(p.shape)) for p in self.params.values())
 
     def to(self, device):
-        """Move parameters, gradients and buffers to "cpu" or "cuda"; scratch is dropped."""
+        """Move parameters, gradients and buffers to "cpu" or "cuda"; reused arrays are
+        dropped."""
         move = backends.mover(device)
         for d in (self.params, self.grads, self.buffers):
             for k in d:
                 d[k] = move(d[k])
-        self._scratch.clear()
+        self.reuse.clear()
         self.forget()
         return self
 
-    def _error(self, message):
-        return ValueError(f"{self.name}: {message}")
+    # ---- naming errors (the one place a layer's name is added)
+
+    def _named(self, error):
+        """error's kind (ValueError or TypeError) with this layer's name before its message."""
+        kind = ValueError if isinstance(error, ValueError) else TypeError
+        return kind(f"{self.name}: {error}")
 
     def _expect(self, x, ndim, layout, axis1=None):
-        """A clear error unless x is an ndim-D array (with axis1 channels/features)."""
-        shape = tuple(getattr(x, "shape", ()))
-        if not hasattr(x, "shape"):
-            raise TypeError(f"{self.name}: expects an array {layout}, got {type(x).__name__}")
-        if isinstance(ndim, int):
-            ndim = (ndim,)
-        if len(shape) not in ndim:
-            raise self._error(f"expects input {layout}, got shape {shape}")
+        """A clear error unless x is an ndim-D array (with axis1 channels/features): for the
+        ranks and sizes that the layer, not its op, defines."""
+        shape = tuple(x.shape)
+        if len(shape) not in ((ndim,) if isinstance(ndim, int) else ndim):
+            raise ValueError(f"expects input {layout}, got shape {shape}")
         if axis1 is not None and shape[1] != axis1:
-            raise self._error(f"expects {axis1} channels or features on axis 1 (input "
-                              f"{layout}), got shape {shape}")
-
-    def _buffer(self, key, shape, dtype, like):
-        """An array of shape and dtype where `like` lives: last step's, when nobody else
-        holds it, else a new one. None when the shape is not valid (the op explains why)."""
-        shape = tuple(int(s) for s in shape)
-        if any(s < 1 for s in shape):
-            return None
-        buf = self._scratch.get(key)
-        if (buf is not None and tuple(buf.shape) == shape and buf.dtype == dtype
-                and backends.on_gpu(buf) == backends.on_gpu(like)
-                and sys.getrefcount(buf) <= _UNHELD
-                and _memory_refs(buf) <= self._unheld[key]):
-            return buf
-        del buf
-        where = "cuda" if backends.on_gpu(like) else "cpu"
-        self._scratch[key] = backends.get(where).empty(shape, dtype)
-        self._unheld[key] = _memory_refs(self._scratch[key])
-        return self._scratch[key]
-
-    def _saved(self, value, what="forward"):
-        if value is None:
-            raise RuntimeError(f"{self.name}: backward() needs a {what} pass first")
-        return value
+            raise ValueError(f"expects {axis1} channels or features on axis 1 (input "
+                             f"{layout}), got shape {shape}")
 
 
 def _without_defaults(config, **defaults):
@@ -173,11 +167,30 @@ def _without_defaults(config, **defaults):
     return {k: v for k, v in config.items() if defaults.get(k, missing) != v}
 
 
-def _new_param(shape, dtype):
-    dtype = np.dtype(dtype)
-    if dtype not in F.FLOAT_DTYPES:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+def _new_param(where, shape, dtype):
+    try:   # (np.dtype(None) would be float64)
+        known = dtype is not None and np.dtype(dtype) in F.FLOAT_DTYPES
+    except TypeError:
+        known = False
+    if not known:
+        raise TypeError(f"{where}: dtype must be float32 or float64, got {dtype!r}")
+    _args.fits(where, "a parameter", shape, dtype)
     return np.zeros(shape, dtype)
+
+
+def _size(where, name, value):
+    return _args.integer(where, name, value, 1)
+
+
+def _weight_and_bias(layer, where, shape, bias, dtype, rng):
+    """A weight of shape (out, in, ...) and, if bias, a bias (out,), initialised as PyTorch
+    does (from rng), with zero gradients."""
+    layer.params["weight"] = _new_param(where, shape, dtype)
+    if _args.flag(where, "bias", bias):
+        layer.params["bias"] = _new_param(where, shape[:1], dtype)
+    init.default_weight_and_bias_(layer.params["weight"], layer.params.get("bias"),
+                                  init.generator(rng, where))
+    layer.grads = {k: np.zeros_like(v) for k, v in layer.params.items()}
 
 
 # ---------------------------------------------------------------- layers with weights
@@ -188,34 +201,28 @@ class Linear(Layer):
 
     def __init__(self, in_features, out_features, bias=True, *, dtype=np.float32, rng=None):
         super().__init__(in_features=in_features, out_features=out_features, bias=bias)
-        self.in_features, self.out_features = in_features, out_features
-        self.params["weight"] = _new_param((out_features, in_features), dtype)
-        if bias:
-            self.params["bias"] = _new_param((out_features,), dtype)
-        init.default_weight_and_bias_(self.params["weight"], self.params.get("bias"), rng)
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
-        self._x = None
+        where = "Linear"
+        self.in_features = _size(where, "in_features", in_features)
+        self.out_features = _size(where, "out_features", out_features)
+        _weight_and_bias(self, where, (self.out_features, self.in_features), bias, dtype, rng)
 
     def config(self):
         return _without_defaults(super().config(), bias=True)
 
-    def forget(self):
-        self._x = None
-
-    def forward(self, x):
-        self.forget()
+    def _forward(self, x):
         self._expect(x, 2, f"(N, {self.in_features})", self.in_features)
-        y = self._buffer("y", (x.shape[0], self.out_features), x.dtype, x)
-        y = F.linear(x, self.params["weight"], self.params.get("bias"), out=y)
-        self._x = x
-        return y
+        weight = self.params["weight"]
+        y = F.linear(x, weight, self.params.get("bias"), out=self.reuse.out("y", x, weight))
+        self.saved["x"] = x
+        return self.reuse.keep("y", y)
 
-    def backward(self, dy, need_dx=True):
-        x = self._saved(self._x)
-        dx = self._buffer("dx", x.shape, x.dtype, x)
-        dx, _, _ = F.linear_backward(dy, x, self.params["weight"],
-                                     out=(dx, self.grads["weight"], self.grads.get("bias")))
-        return dx if need_dx else None
+    def _backward(self, dy, need_dx):
+        x = self.saved["x"]
+        dx, _, _ = F.linear_backward(
+            dy, x, self.params["weight"], need_dx,
+            out=(self.reuse.out("dx", x) if need_dx else None, self.grads["weight"],
+                 self.grads.get("bias")))
+        return self.reuse.keep("dx", dx)
 
 
 class Conv2d(Layer):
@@ -226,62 +233,58 @@ class Conv2d(Layer):
         super().__init__(in_channels=in_channels, out_channels=out_channels,
                          kernel_size=kernel_size, stride=stride, padding=padding,
                          dilation=dilation, bias=bias)
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
-        self.padding, self.dilation = _pair(padding), _pair(dilation)
-        self.params["weight"] = _new_param((out_channels, in_channels) + self.kernel_size, dtype)
-        if bias:
-            self.params["bias"] = _new_param((out_channels,), dtype)
-        init.default_weight_and_bias_(self.params["weight"], self.params.get("bias"), rng)
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
-        self._x = None
+        where = "Conv2d"
+        self.in_channels = _size(where, "in_channels", in_channels)
+        self.out_channels = _size(where, "out_channels", out_channels)
+        self.kernel_size = _args.arg(where, "kernel_size", kernel_size)
+        self.stride, self.padding, self.dilation = _args.conv_window(where, stride, padding,
+                                                                     dilation)
+        _weight_and_bias(self, where, (self.out_channels, self.in_channels) + self.kernel_size,
+                         bias, dtype, rng)
 
     def config(self):
         return _without_defaults(super().config(), stride=1, padding=0, dilation=1, bias=True)
 
-    def forget(self):
-        self._x = None
-
-    def output_hw(self, h, w):
-        return tuple(backends.output_size(size, k, s, (p, p), d) for size, k, s, p, d in zip(
-            (h, w), self.kernel_size, self.stride, self.padding, self.dilation))
-
-    def forward(self, x):
-        self.forget()
+    def _forward(self, x):
         self._expect(x, 4, f"(N, {self.in_channels}, H, W)", self.in_channels)
-        shape = (x.shape[0], self.out_channels) + self.output_hw(*x.shape[2:])
-        y = F.conv2d(x, self.params["weight"], self.params.get("bias"), self.stride,
-                     self.padding, self.dilation, out=self._buffer("y", shape, x.dtype, x))
-        self._x = x
-        return y
+        weight = self.params["weight"]
+        y = F.conv2d(x, weight, self.params.get("bias"), self.stride, self.padding,
+                     self.dilation, out=self.reuse.out("y", x, weight))
+        self.saved["x"] = x
+        return self.reuse.keep("y", y)
 
-    def backward(self, dy, need_dx=True):
-        x = self._saved(self._x)
-        dx = self._buffer("dx", x.shape, x.dtype, x) if need_dx else None
-        dx, _, dbias = F.conv2d_backward(
+    def _backward(self, dy, need_dx):
+        x = self.saved["x"]
+        dx, _, _ = F.conv2d_backward(
             dy, x, self.params["weight"], self.stride, self.padding, self.dilation, need_dx,
-            out=(dx, self.grads["weight"], self.grads.get("bias")))
-        return dx
+            out=(self.reuse.out("dx", x) if need_dx else None, self.grads["weight"],
+                 self.grads.get("bias")))
+        return self.reuse.keep("dx", dx)
 
 
-class BatchNorm2d(Layer):
-    """Batch normalisation over the channels of (N, C, H, W); running statistics for eval."""
+class _BatchNorm(Layer):
+    """Batch normalisation over axis 1, running statistics for eval; the subclasses say
+    which ranks they take (beyond what F.batch_norm takes) and how they reach its 2-D or
+    4-D layout."""
 
-    _layouts = {4: "(N, {c}, H, W)"}
+    layouts = {}   # rank -> layout, for the error message
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, *, dtype=np.float32):
         super().__init__(num_features=num_features, eps=eps, momentum=momentum, affine=affine)
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        weight, bias = _new_param(num_features, dtype), _new_param(num_features, dtype)
+        where = type(self).__name__
+        self.num_features = _size(where, "num_features", num_features)
+        self.eps = _args.arg(where, "eps", eps)
+        self.momentum = _args.arg(where, "momentum", momentum)
+        c = (self.num_features,)
+        weight, bias = _new_param(where, c, dtype), _new_param(where, c, dtype)
         init.ones_(weight)
-        if affine:
+        if _args.flag(where, "affine", affine):
             self.params.update(weight=weight, bias=bias)
             self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         else:   # constant scale 1 and shift 0; their gradients are computed and dropped
             self._fixed = {"weight": weight, "bias": bias}
-        self.buffers["running_mean"] = _new_param(num_features, dtype)
-        self.buffers["running_var"] = init.ones_(_new_param(num_features, dtype))
-        self._saved_for_backward = None
+        self.buffers["running_mean"] = _new_param(where, c, dtype)
+        self.buffers["running_var"] = init.ones_(_new_param(where, c, dtype))
 
     def config(self):
         return _without_defaults(super().config(), eps=1e-5, momentum=0.1, affine=True)
@@ -294,98 +297,92 @@ class BatchNorm2d(Layer):
     def _affine(self, name):
         return self.params[name] if name in self.params else self._fixed[name]
 
-    def forget(self):
-        self._saved_for_backward = None
-
-    def _as_4d(self, x):
+    def _as_op_layout(self, x):
         return x
 
-    def forward(self, x):
-        self.forget()
-        c = self.num_features
-        layouts = {n: s.format(c=c) for n, s in self._layouts.items()}
-        self._expect(x, tuple(layouts), " or ".join(layouts.values()), c)
-        shape, x = x.shape, self._as_4d(x)
-        vec = (c,)
-        out = (self._buffer("y", x.shape, x.dtype, x), self._buffer("mean", vec, x.dtype, x),
-               self._buffer("invstd", vec, x.dtype, x))
-        y, mean, invstd = F.batch_norm(
+    def _forward(self, x):
+        layouts = {n: s.format(c=self.num_features) for n, s in self.layouts.items()}
+        self._expect(x, tuple(layouts), " or ".join(layouts.values()))
+        shape, x = tuple(x.shape), self._as_op_layout(x)
+        keys = ("y", "mean", "invstd")
+        y, mean, invstd = self.reuse.keep(keys, F.batch_norm(
             x, self._affine("weight"), self._affine("bias"), self.buffers["running_mean"],
-            self.buffers["running_var"], self.momentum, self.eps, self.training, out=out)
-        self._saved_for_backward = (x, mean, invstd, self.training)
+            self.buffers["running_var"], self.momentum, self.eps, self.training,
+            out=self.reuse.out(keys, x)))
+        self.saved.update(x=x, mean=mean, invstd=invstd, training=self.training)
         return y.reshape(shape)
 
-    def backward(self, dy, need_dx=True):
-        x, mean, invstd, training = self._saved(self._saved_for_backward)
-        grads = self.grads if self.params else {
-            k: self._buffer("d" + k, v.shape, v.dtype, v) for k, v in self._fixed.items()}
-        dx, _, _ = F.batch_norm_backward(
-            dy.reshape(x.shape), x, self._affine("weight"), mean, invstd, training,
-            out=(self._buffer("dx", x.shape, x.dtype, x), grads["weight"], grads["bias"]))
-        return dx.reshape(dy.shape)
+    def _backward(self, dy, need_dx):
+        x, saved = self.saved["x"], self.saved
+        # Without affine, the scale and shift gradients are computed and dropped.
+        keys = ("dx",) if self.params else ("dx", "dweight", "dbias")
+        out = self.reuse.out(keys, x) + tuple(self.grads.values())
+        results = F.batch_norm_backward(dy.reshape(x.shape), x, self._affine("weight"),
+                                        saved["mean"], saved["invstd"], saved["training"],
+                                        out=out)
+        return self.reuse.keep(keys, results)[0].reshape(dy.shape)
 
 
-class BatchNorm1d(BatchNorm2d):
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation over the channels of (N, C, H, W); running statistics for eval."""
+
+    layouts = {4: "(N, {c}, H, W)"}
+
+
+class BatchNorm1d(_BatchNorm):
     """Batch normalisation over the features of (N, C) or the channels of (N, C, L)."""
 
-    _layouts = {2: "(N, {c})", 3: "(N, {c}, L)"}
+    layouts = {2: "(N, {c})", 3: "(N, {c}, L)"}
 
-    def _as_4d(self, x):
+    def _as_op_layout(self, x):
         return x.reshape(x.shape + (1,)) if x.ndim == 3 else x
 
 
 # ---------------------------------------------------------------- pooling and reshaping
 
 
-class MaxPool2d(Layer):
-    """Max over each kernel_size window (stride defaults to kernel_size)."""
+class _Pool2d(Layer):
+    """A pooling window (stride defaults to kernel_size), checked when the layer is built."""
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__(kernel_size=kernel_size, stride=stride, padding=padding)
-        self.kernel_size, self.padding = _pair(kernel_size), _pair(padding)
-        self.stride = self.kernel_size if stride is None else _pair(stride)
-        self._saved_for_backward = None
+        self.kernel_size, self.stride, self.padding, _ = _args.pool_window(
+            type(self).__name__, kernel_size, stride, padding)
 
     def config(self):
         return _without_defaults(super().config(), stride=None, padding=0)
 
-    def forget(self):
-        self._saved_for_backward = None
 
-    def _y_shape(self, x):
-        return tuple(x.shape[:2]) + tuple(backends.output_size(size, k, s, (p, p)) for size, k, s, p
-                                          in zip(x.shape[2:], self.kernel_size, self.stride,
-                                                 self.padding))
+class MaxPool2d(_Pool2d):
+    """Max over each kernel_size window (stride defaults to kernel_size)."""
 
-    def forward(self, x):
-        self.forget()
-        self._expect(x, 4, "(N, C, H, W)")
-        shape = self._y_shape(x)
-        out = (self._buffer("y", shape, x.dtype, x), self._buffer("idx", shape, np.int32, x))
-        y, idx = F.max_pool2d(x, self.kernel_size, self.stride, self.padding, out=out)
-        self._saved_for_backward = (idx, tuple(x.shape), x.dtype)
+    def _forward(self, x):
+        keys = ("y", "indices")
+        y, indices = self.reuse.keep(keys, F.max_pool2d(
+            x, self.kernel_size, self.stride, self.padding, out=self.reuse.out(keys, x)))
+        self.saved.update(indices=indices, input_shape=tuple(x.shape))
         return y
 
-    def backward(self, dy, need_dx=True):
-        idx, shape, dtype = self._saved(self._saved_for_backward)
-        return F.max_pool2d_backward(dy, idx, shape, out=self._buffer("dx", shape, dtype, dy))
+    def _backward(self, dy, need_dx):
+        shape = self.saved["input_shape"]
+        return self.reuse.keep("dx", F.max_pool2d_backward(
+            dy, self.saved["indices"], shape, out=self.reuse.out("dx", dy, shape)))
 
 
-class AvgPool2d(MaxPool2d):
+class AvgPool2d(_Pool2d):
     """Mean over each kernel_size window; padded zeros count in the divisor."""
 
-    def forward(self, x):
-        self.forget()
-        self._expect(x, 4, "(N, C, H, W)")
+    def _forward(self, x):
         y = F.avg_pool2d(x, self.kernel_size, self.stride, self.padding,
-                         out=self._buffer("y", self._y_shape(x), x.dtype, x))
-        self._saved_for_backward = (tuple(x.shape), x.dtype)
-        return y
+                         out=self.reuse.out("y", x))
+        self.saved["input_shape"] = tuple(x.shape)
+        return self.reuse.keep("y", y)
 
-    def backward(self, dy, need_dx=True):
-        shape, dtype = self._saved(self._saved_for_backward)
-        return F.avg_pool2d_backward(dy, shape, self.kernel_size, self.stride, self.padding,
-                                     out=self._buffer("dx", shape, dtype, dy))
+    def _backward(self, dy, need_dx):
+        shape = self.saved["input_shape"]
+        return self.reuse.keep("dx", F.avg_pool2d_backward(
+            dy, shape, self.kernel_size, self.stride, self.padding,
+            out=self.reuse.out("dx", dy, shape)))
 
 
 class Upsample(Layer):
@@ -395,18 +392,15 @@ class Upsample(Layer):
         if mode != "nearest":
             raise ValueError(f"Upsample: only mode='nearest' is implemented, got {mode!r}")
         super().__init__(scale_factor=scale_factor)
-        self.scale_factor = _pair(scale_factor)
+        self.scale_factor = _args.pair("Upsample", "scale_factor", scale_factor, 1)
 
-    def forward(self, x):
-        self._expect(x, 4, "(N, C, H, W)")
-        (sh, sw), (n, c, h, w) = self.scale_factor, x.shape
-        return F.upsample_nearest2d(x, self.scale_factor,
-                                    out=self._buffer("y", (n, c, h * sh, w * sw), x.dtype, x))
+    def _forward(self, x):
+        return self.reuse.keep("y", F.upsample_nearest2d(x, self.scale_factor,
+                                                         out=self.reuse.out("y", x)))
 
-    def backward(self, dy, need_dx=True):
-        (sh, sw), (n, c, h, w) = self.scale_factor, dy.shape
-        return F.upsample_nearest2d_backward(
-            dy, self.scale_factor, out=self._buffer("dx", (n, c, h // sh, w // sw), dy.dtype, dy))
+    def _backward(self, dy, need_dx):
+        return self.reuse.keep("dx", F.upsample_nearest2d_backward(
+            dy, self.scale_factor, out=self.reuse.out("dx", dy)))
 
 
 class Flatten(Layer):
@@ -414,54 +408,45 @@ class Flatten(Layer):
 
     def __init__(self):
         super().__init__()
-        self._shape = None
 
-    def forget(self):
-        self._shape = None
-
-    def forward(self, x):
+    def _forward(self, x):
         self._expect(x, tuple(range(2, 33)), "(N, ...)")
-        self._shape = tuple(x.shape)
+        self.saved["input_shape"] = tuple(x.shape)
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, dy, need_dx=True):
-        return dy.reshape(self._saved(self._shape))
+    def _backward(self, dy, need_dx):
+        return dy.reshape(self.saved["input_shape"])
 
 
 # ---------------------------------------------------------------- activations
 
 
 class _Activation(Layer):
-    """An elementwise op whose backward needs x or y (`saves`), with extra arguments."""
+    """An elementwise op whose backward needs x or y (`saves`); a subclass whose op takes
+    arguments passes them to _takes."""
 
     op = None
     saves = "y"
 
-    def __init__(self, **config):
-        super().__init__(**config)
-        self._kept = None
+    def __init__(self):
+        super().__init__()
+        self._op_args = ()
 
-    def _args(self):
-        return tuple(self._config.values())
+    def _takes(self, **op_args):
+        """The op's extra arguments, checked by functional's rules, for the op and config."""
+        self._config = op_args
+        self._op_args = tuple(_args.arg(type(self).__name__, k, v) for k, v in op_args.items())
 
-    def forget(self):
-        self._kept = None
-
-    def forward(self, x):
-        self.forget()
-        self._check(x)
-        y = getattr(F, self.op)(x, *self._args(),
-                                out=self._buffer("y", x.shape, x.dtype, x))
-        self._kept = y if self.saves == "y" else x
+    def _forward(self, x):
+        y = getattr(F, self.op)(x, *self._op_args, out=self.reuse.out("y", x))
+        y = self.reuse.keep("y", y)
+        self.saved["kept"] = y if self.saves == "y" else x
         return y
 
-    def _check(self, x):
-        self._expect(x, tuple(range(1, 33)), "(N, ...)")
-
-    def backward(self, dy, need_dx=True):
-        kept = self._saved(self._kept)
-        return getattr(F, self.op + "_backward")(
-            dy, kept, *self._args(), out=self._buffer("dx", kept.shape, kept.dtype, kept))
+    def _backward(self, dy, need_dx):
+        kept = self.saved["kept"]
+        return self.reuse.keep("dx", getattr(F, self.op + "_backward")(
+            dy, kept, *self._op_args, out=self.reuse.out("dx", dy, kept)))
 
 
 class ReLU(_Activation):
@@ -472,14 +457,16 @@ class LeakyReLU(_Activation):
     op, saves = "leaky_relu", "x"
 
     def __init__(self, negative_slope=0.01):
-        super().__init__(negative_slope=negative_slope)
+        super().__init__()
+        self._takes(negative_slope=negative_slope)
 
 
 class ELU(_Activation):
     op = "elu"
 
     def __init__(self, alpha=1.0):
-        super().__init__(alpha=alpha)
+        super().__init__()
+        self._takes(alpha=alpha)
 
 
 class Sigmoid(_Activation):
@@ -495,37 +482,23 @@ class Softmax(_Activation):
 
     op = "softmax"
 
-    def _check(self, x):
-        self._expect(x, 2, "(N, C)")
-
 
 class Maxout(Layer):
     """Max over consecutive groups of pool_size features (axis 1): C -> C / pool_size."""
 
     def __init__(self, pool_size):
         super().__init__(pool_size=pool_size)
-        self.pool_size = pool_size
-        self._idx = None
+        self.pool_size = _args.arg("Maxout", "pool_size", pool_size)
 
-    def forget(self):
-        self._idx = None
-
-    def forward(self, x):
-        self.forget()
-        self._expect(x, tuple(range(2, 33)), f"(N, C, ...) with C a multiple of {self.pool_size}")
-        if x.shape[1] % self.pool_size:
-            raise self._error(f"axis 1 of the input ({x.shape[1]}) must be a multiple of "
-                              f"pool_size={self.pool_size}, got shape {tuple(x.shape)}")
-        shape = (x.shape[0], x.shape[1] // self.pool_size) + tuple(x.shape[2:])
-        y, self._idx = F.maxout(x, self.pool_size, out=(
-            self._buffer("y", shape, x.dtype, x), self._buffer("idx", shape, np.int32, x)))
+    def _forward(self, x):
+        keys = ("y", "indices")
+        y, self.saved["indices"] = self.reuse.keep(keys, F.maxout(
+            x, self.pool_size, out=self.reuse.out(keys, x)))
         return y
 
-    def backward(self, dy, need_dx=True):
-        idx = self._saved(self._idx)
-        shape = (dy.shape[0], dy.shape[1] * self.pool_size) + tuple(dy.shape[2:])
-        return F.maxout_backward(dy, idx, self.pool_size,
-                                 out=self._buffer("dx", shape, dy.dtype, dy))
+    def _backward(self, dy, need_dx):
+        return self.reuse.keep("dx", F.maxout_backward(
+            dy, self.saved["indices"], self.pool_size, out=self.reuse.out("dx", dy)))
 
 
 class Dropout(Layer):
@@ -534,31 +507,25 @@ class Dropout(Layer):
 
     def __init__(self, p=0.5, *, rng=None):
         super().__init__(p=p)
-        if not 0 <= p < 1:
-            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
-        self.p = p
-        self.seed = int(init.generator(rng).integers(0, 2**32))
+        self.p = _args.arg("Dropout", "p", p)
+        self.seed = int(init.generator(rng, "Dropout").integers(0, 2**32))
         self.steps = 0
-        self._mask = None
 
-    def forget(self):
-        self._mask = None
-
-    def forward(self, x):
-        self.forget()
+    def _forward(self, x):
         if not self.training or self.p == 0:
             return x
         seed = (self.seed + self.steps * 0x9E3779B9) & 0xFFFFFFFF   # a new mask every step
         self.steps += 1
-        y, self._mask = F.dropout(x, self.p, seed, out=(
-            self._buffer("y", x.shape, x.dtype, x), self._buffer("mask", x.shape, x.dtype, x)))
+        keys = ("y", "mask")
+        y, self.saved["mask"] = self.reuse.keep(keys, F.dropout(
+            x, self.p, seed, out=self.reuse.out(keys, x)))
         return y
 
-    def backward(self, dy, need_dx=True):
-        if self._mask is None:
+    def _backward(self, dy, need_dx):
+        if "mask" not in self.saved:
             return dy
-        return F.dropout_backward(dy, self._mask,
-                                  out=self._buffer("dx", dy.shape, dy.dtype, dy))
+        return self.reuse.keep("dx", F.dropout_backward(
+            dy, self.saved["mask"], out=self.reuse.out("dx", dy)))
 
 
 LAYERS = {cls.__name__: cls for cls in (

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import backends
 from .. import functional as F
-from .layers import Layer
+from .reuse import Reuse
 
 
 def _device(pred):
@@ -32,11 +32,11 @@ class Loss:
     def __init__(self, **config):
         self._config = config
         self._saved_for_backward = None
-        self._scratch, self._unheld = {}, {}      # reused arrays, as a layer's
+        self.reuse = Reuse()      # reused arrays, as a layer's
 
-    # The layers' reuse of their output arrays, for the loss's: last step's array unless
-    # someone still holds it.
-    _buffer = Layer._buffer
+    def _buffer(self, key, shape, dtype, like):
+        """Last step's array for key unless someone still holds it (fastcnn.nn.reuse)."""
+        return self.reuse.reuse(key, shape, dtype, like)
 
     def __call__(self, pred, target):
         return self.forward(pred, target)
@@ -60,7 +60,7 @@ class Loss:
     def to(self, device):
         """Drop the arrays kept for "cpu" or "cuda" (a loss holds no parameters)."""
         backends.mover(device)        # refuses a device that does not exist
-        self._scratch.clear()
+        self.reuse.clear()
         self.forget()
         return self
 

@@ -113,11 +113,12 @@ def linear(x, weight, bias, *, out):
 
 cdef void _linear_backward(const real[:, ::1] dy, const real[:, ::1] x,
                            const real[:, ::1] weight, real[:, ::1] dx, real[:, ::1] dweight,
-                           real[::1] dbias) noexcept nogil:
+                           real[::1] dbias, bint need_dx) noexcept nogil:
     cdef int n = x.shape[0], fin = x.shape[1], fout = weight.shape[0], r, o
     # dx (N x in) = dy (N x out) . W (out x in)
-    parallel_gemm(False, False, n, fin, fout, &dy[0, 0], fout, &weight[0, 0], fin, <real>0,
-                  &dx[0, 0], fin)
+    if need_dx:
+        parallel_gemm(False, False, n, fin, fout, &dy[0, 0], fout, &weight[0, 0], fin,
+                      <real>0, &dx[0, 0], fin)
     # dW (out x in) = dy^T (out x N) . x (N x in)
     parallel_gemm(True, False, fout, fin, n, &dy[0, 0], fout, &x[0, 0], fin, <real>0,
                   &dweight[0, 0], fin)
@@ -128,16 +129,16 @@ cdef void _linear_backward(const real[:, ::1] dy, const real[:, ::1] x,
             dbias[o] += dy[r, o]
 
 
-def linear_backward(dy, x, weight, *, out):
-    dx, dweight, dbias = out
+def linear_backward(dy, x, weight, need_dx, *, out):
+    dx, dweight, dbias = out   # dx is None unless need_dx
     if x.shape[1] == 0:
         dbias[...] = dy.sum(axis=0)
         return dx, dweight, dbias
     with single_threaded_blas():
         if x.dtype == np.float32:
-            _linear_backward[float](dy, x, weight, dx, dweight, dbias)
+            _linear_backward[float](dy, x, weight, dx, dweight, dbias, need_dx)
         else:
-            _linear_backward[double](dy, x, weight, dx, dweight, dbias)
+            _linear_backward[double](dy, x, weight, dx, dweight, dbias, need_dx)
     return dx, dweight, dbias
 
 

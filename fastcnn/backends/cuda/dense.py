@@ -98,11 +98,13 @@ def linear(x, weight, bias, *, out):
     return out
 
 
-def linear_backward(dy, x, weight, *, out):
-    """(dx, dweight, dbias) = (dy weight, dy^T x, dy summed over the batch)."""
+def linear_backward(dy, x, weight, need_dx, *, out):
+    """(dx, dweight, dbias) = (dy weight, dy^T x, dy summed over the batch); dx None unless
+    need_dx."""
     (batch, fin), fout = x.shape, weight.shape[0]
     dx, dweight, dbias = views(out)
-    gemm(dx, Operand(dy, 0, fout, 1), Operand(weight, 0, fin, 1), batch, fin, fout)
+    if need_dx:
+        gemm(dx, Operand(dy, 0, fout, 1), Operand(weight, 0, fin, 1), batch, fin, fout)
     gemm(dweight, Operand(dy, 0, 1, fout), Operand(x, 0, fin, 1), fout, fin, batch)
     sum_channels(dy.reshape((batch, fout, 1)), dbias)
     return out

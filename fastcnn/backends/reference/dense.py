@@ -42,6 +42,8 @@ def linear(x, weight, bias, *, out):
     return _into(out, y)
 
 
-def linear_backward(dy, x, weight, *, out):
-    """(dx, dweight, dbias) = (dy weight, dy^T x, sum of dy over the batch)."""
-    return _into_all(out, (_product(dy, weight), _product(dy.T, x), dy.sum(axis=0)))
+def linear_backward(dy, x, weight, need_dx, *, out):
+    """(dx, dweight, dbias) = (dy weight, dy^T x, sum of dy over the batch); dx None unless
+    need_dx."""
+    dx = _product(dy, weight) if need_dx else None
+    return _into_all(out, (dx, _product(dy.T, x), dy.sum(axis=0)))
