@@ -141,7 +141,7 @@ def call(op, args, kwargs, backend="cpu"):
 
 def test_the_table_covers_every_op():
     public = {name for name, f in vars(F).items() if inspect.isfunction(f)
-              and f.__module__ == F.__name__ and not name.startswith("_")}
+              and f.__module__.startswith(F.__name__) and not name.startswith("_")}
     assert public == set(OPS)
 
 
