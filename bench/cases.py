@@ -168,6 +168,17 @@ def ceil_pool(x, size, stride, train, tiny=False, **flags):
     return _with_tiny(case, ceil_pool((2, 3, 2 * size, 2 * size), size, stride, train, True))
 
 
+def max_pool_infer(x, size, tiny=False, **flags):
+    """max pooling for inference: y alone, no arg-max positions (what an eval-mode forward
+    needs; ONNX Runtime's case, issue 16)."""
+    case = Case(name=f"max_pool2d infer {_x(x)}", step="max_pool2d_infer", arrays={"x": x},
+                params={"kernel_size": (size, size)},
+                describe=f"{_x(x)}, {size}x{size} stride {size}, y only", **flags)
+    if tiny:
+        return case
+    return _with_tiny(case, max_pool_infer((2, 3, 2 * size, 2 * size), size, True))
+
+
 def upsample(x, scale, train, tiny=False, **flags):
     """Nearest-neighbour upsampling by scale (or forward + backward)."""
     n, c, h, w = x
@@ -243,6 +254,17 @@ def seed_cnn(images, epoch, batch=100, side=28, channels=(32, 64), tiny=False, *
     return _with_tiny(case, seed_cnn(2 * 8 if epoch else 8, epoch, 8, 8, (4, 8), True))
 
 
+def seed_cnn_predict(images, side=28, channels=(32, 64), tiny=False, **flags):
+    """The seed CNN's eval-mode forward of a batch (logits): inference, issue 16."""
+    case = Case(name=f"seed_cnn predict {images}", step="predict",
+                arrays=training.shapes(images, side, channels), params={},
+                describe=f"batch {images}x1x{side}x{side}, eval mode", images=images,
+                reference=False, trains=True, make_inputs=training.inputs, **flags)
+    if tiny:
+        return case
+    return _with_tiny(case, seed_cnn_predict(min(images, 2), 8, (4, 8), True))
+
+
 # The convolutions of the issue: (x, weight, stride, padding).
 CONVS = {
     "A": ((100, 1, 28, 28), (32, 1, 3, 3), 1, 1),        # MNIST first layer
@@ -259,6 +281,7 @@ CASES = [
       for fold in (False, True) for label in ("B", "C")],
     *[pool(kind, x, 2, train) for kind in ("max", "avg") for train in (False, True)
       for x in ((100, 32, 28, 28), (64, 128, 32, 32))],
+    max_pool_infer((100, 32, 28, 28), 2),
     *[upsample((64, 128, 16, 16), 2, train) for train in (False, True)],
     *[resample("bilinear", (16, 64, 64, 64), 2, train) for train in (False, True)],
     resample("nearest", (16, 64, 64, 64), 1.5, train=True),
@@ -270,6 +293,8 @@ CASES = [
     matmul(4096, 4096, 4096, quick=False),
     *[linear(100, 3136, 10, train) for train in (False, True)],
     seed_cnn(100, epoch=False),
+    seed_cnn_predict(100),
+    seed_cnn_predict(1),
     seed_cnn(1000, epoch=True, full=False),   # --quick's short epoch
     seed_cnn(8000, epoch=True, quick=False),  # the whole training split
 ]
@@ -280,7 +305,7 @@ class Target:
     """A speed goal from the project's issues: impl's speedup over baseline (its time /
     impl's) at least this much. Reported met or not; never asserted in a test."""
     impl: str
-    baseline: str  # "torch" (same device), "numpy" or "reference"
+    baseline: str  # "torch" (same device), "onnxruntime", "numpy" or "reference"
     speedup: float
     goal: str      # the goal as the issue words it
 
@@ -289,6 +314,11 @@ TARGETS = {
     "conv2d+bwd A": [Target("fastcnn-cpu", "torch", 1 / 0.7, "<= 0.7x PyTorch's time (#3)")],
     "conv2d+bwd B": [Target("fastcnn-cpu", "torch", 1.0, "<= 1.0x PyTorch's time (#3)")],
     "conv2d+bwd C": [Target("fastcnn-cuda", "torch", 0.5, "<= 2x cuDNN's time (#5)")],
+    **{name: [Target("fastcnn-cpu", "onnxruntime", 1.0, ">= 1.0x ONNX Runtime (#16)")]
+       for name in ("conv2d A", "conv2d B", "conv2d C", "conv2d D",
+                    "max_pool2d infer 100x32x28x28", "seed_cnn predict 100")},
+    "seed_cnn predict 1": [
+        Target("fastcnn-cpu", "onnxruntime", 0.5, "within 2x of ONNX Runtime (#16)")],
     "max_pool2d+bwd 100x32x28x28": [
         Target("fastcnn-cpu", "torch", 2.0, "<= 0.5x PyTorch's time (#3)")],
     "upsample_bilinear2d+bwd 16x64x64x64 x2": [

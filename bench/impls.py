@@ -11,12 +11,14 @@ every gradient, so all implementations do the same work:
     max/avg_pool2d_train, upsample_nearest2d_train, upsample_bilinear2d_train -> (y, dx)
     linear_train      -> (y, dx, dweight, dbias)
     max_pool2d        -> (y, indices)   # indices as h * W + w: what backward needs
+    max_pool2d_infer  -> y                # inference: what an eval-mode forward needs
 
 The training steps take the host arrays (images, labels, starting weights), build
 the seed CNN once and return the call to time, which trains on at every call:
 
     train_step        -> call() -> (loss, *gradients)   # one step on one batch
     train_epoch       -> call() -> (mean loss,)         # one epoch of shuffled batches
+    predict           -> call() -> logits               # eval-mode forward of the batch
 
 To add an op: a step method here on each implementation, and one entry in cases.py.
 """
@@ -129,6 +131,9 @@ class Fastcnn(Implementation):
     def max_pool2d(self, x, kernel_size):
         return self.F.max_pool2d(x, kernel_size, backend=self.backend)
 
+    def max_pool2d_infer(self, x, kernel_size):
+        return self.F.max_pool2d(x, kernel_size, backend=self.backend)[0]
+
     def max_pool2d_train(self, x, dy, kernel_size):
         y, indices = self.F.max_pool2d(x, kernel_size, backend=self.backend)
         return y, self.F.max_pool2d_backward(dy, indices, x.shape, backend=self.backend)
@@ -182,6 +187,11 @@ class Fastcnn(Implementation):
         y = self.F.linear(x, weight, bias, backend=self.backend)
         return (y,) + tuple(self.F.linear_backward(dy, x, weight, backend=self.backend))
 
+    def predict(self, x, y, **weights):
+        model = self._model(weights, 1e-3).eval()
+        x = self.put(x)
+        return lambda: model.forward(x)
+
     def _model(self, weights, lr):
         if self.backend == "reference":
             raise NotImplementedError("fastcnn's layers run on the cpu and cuda backends only")
@@ -215,6 +225,9 @@ class NumPy(Implementation):
     col2im = staticmethod(numpy_baseline.col2im)
     max_pool2d = staticmethod(numpy_baseline.max_pool2d)
     max_pool2d_train = staticmethod(numpy_baseline.max_pool2d_train)
+
+    def max_pool2d_infer(self, x, kernel_size):
+        return numpy_baseline.max_pool2d(x, kernel_size)[0]
     avg_pool2d = staticmethod(numpy_baseline.avg_pool2d)
     avg_pool2d_train = staticmethod(numpy_baseline.avg_pool2d_train)
     adaptive_avg_pool2d = staticmethod(numpy_baseline.adaptive_avg_pool2d)
@@ -240,7 +253,7 @@ class NumPy(Implementation):
     def train_step(self, *args, **kwargs):
         raise NotImplementedError("no plain NumPy version of a training step")
 
-    train_epoch = train_step
+    train_epoch = predict = train_step
 
 
 class Torch(Implementation):
@@ -320,6 +333,9 @@ class Torch(Implementation):
     def max_pool2d(self, x, kernel_size):
         return self.F.max_pool2d(x, kernel_size, return_indices=True)
 
+    def max_pool2d_infer(self, x, kernel_size):
+        return self.F.max_pool2d(x, kernel_size)
+
     def max_pool2d_train(self, x, dy, kernel_size):
         leaves = self._leaves(x)
         return self._backward(self.F.max_pool2d(leaves[0], kernel_size), dy, leaves)
@@ -374,6 +390,16 @@ class Torch(Implementation):
         leaves = self._leaves(x, weight, bias)
         return self._backward(self.F.linear(*leaves), dy, leaves)
 
+    def predict(self, x, y, **weights):
+        model, _ = self._model(weights, 1e-3)
+        model.eval()
+        x = self.put(x)
+
+        def call():
+            with self.torch.no_grad():
+                return model(x)
+        return call
+
     def _model(self, weights, lr):
         self.torch   # set up before the model reaches the device
         return training.torch_model(weights, lr, self.device)
@@ -396,5 +422,6 @@ class Torch(Implementation):
 
 def all_implementations():
     """Every implementation the suite knows, in the order the table shows them."""
-    return [Fastcnn("cpu"), Fastcnn("cuda"), Torch("cpu"), Torch("cuda"), NumPy(),
-            Fastcnn("reference")]
+    from .onnxruntime_impl import OnnxRuntime
+    return [Fastcnn("cpu"), Fastcnn("cuda"), Torch("cpu"), Torch("cuda"), OnnxRuntime(),
+            NumPy(), Fastcnn("reference")]

@@ -122,7 +122,7 @@ def _table(header, rows, align):
 def table(run):
     """Every case and implementation: times, rate, speedups (baseline time / this time)."""
     header = ["case", "implementation", "calls", "median", "min", "max", "rate",
-              "vs torch", "vs numpy", "vs ref"]
+              "vs torch", "vs ort", "vs numpy", "vs ref"]
     rows, notes = [], []
     for case in run["cases"]:
         first = True
@@ -131,14 +131,15 @@ def table(run):
             first = False
             if r["status"] != "ok":
                 if r["status"] != "skipped":
-                    rows.append([label, name, "", r["status"].upper()] + [""] * 6)
+                    rows.append([label, name, "", r["status"].upper()] + [""] * 7)
                     notes.append(f"{case['name']}, {name}: {r['reason']}")
                 continue
             rows.append([label, name, len(r["samples"]), _time(r["median"]), _time(r["min"]),
                          _time(r["max"]),
-                         _rate(r), _speedup(r, "torch"), _speedup(r, "numpy"),
+                         _rate(r), _speedup(r, "torch"), _speedup(r, "onnxruntime"),
+                         _speedup(r, "numpy"),
                          _speedup(r, "reference")])
-    text = _table(header, rows, "<<>>>>>>>>")
+    text = _table(header, rows, "<<>>>>>>>>>")
     if notes:
         text += "\n\n" + "\n".join(notes)
     targets = targets_table(run) if run["mode"] != "tiny" else ""  # tiny shapes say nothing
@@ -150,7 +151,8 @@ def table(run):
                 "process):\n" + memory
     note = data_note(run)
     return text + ("\n\nvs X: X's median time / this one's (above 1: faster than X); "
-                   "torch is PyTorch on the same device." + (" " + note if note else ""))
+                   "torch is PyTorch on the same device, ort ONNX Runtime (CPU)."
+                   + (" " + note if note else ""))
 
 
 def targets_table(run, markdown=False):
@@ -224,7 +226,8 @@ def summary_markdown(run):
                              r["status"].upper(), "", "", "", ""])
                 continue
             rows.append([f"`{case['name']}`", case["describe"], name, _time(r["median"]),
-                         _rate(r), _speedup(r, "torch"), _speedup(r, "numpy"),
+                         _rate(r), _speedup(r, "torch"), _speedup(r, "onnxruntime"),
+                         _speedup(r, "numpy"),
                          _speedup(r, "reference")])
     header = ["case", "shapes", "fastcnn", "median", "rate", "vs PyTorch", "vs NumPy",
               "vs reference"]

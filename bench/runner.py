@@ -205,6 +205,8 @@ def _validate(case, impl, arrays, want, budget):
         why = ("fastcnn's layers run on the cpu and cuda backends only" if case.trains
                else "the reference is timed on small shapes only")
         return {"status": "skipped", "reason": why}, None
+    if not hasattr(impl, case.step):   # e.g. ONNX Runtime: inference only
+        return {"status": "skipped", "reason": f"{impl.name} has no {case.step}"}, None
     try:
         call = make_call(impl, case, arrays)
         if budget.settle:
@@ -223,7 +225,7 @@ def _validate(case, impl, arrays, want, budget):
 
 def add_rates_and_speedups(result):
     """Per implementation: GFLOP/s, images/s or GB/s, and speedups (baseline time / its
-    time) over PyTorch on the same device, NumPy and the reference."""
+    time) over PyTorch on the same device, NumPy, the reference and ONNX Runtime."""
     results = result["results"]
     for name, r in results.items():
         if r["status"] != "ok":
@@ -237,7 +239,7 @@ def add_rates_and_speedups(result):
         device = "cuda" if name.endswith("cuda") else "cpu"
         r["speedup"] = {}
         for key, baseline in (("torch", f"torch-{device}"), ("numpy", "numpy"),
-                              ("reference", "reference")):
+                              ("reference", "reference"), ("onnxruntime", "onnxruntime")):
             b = results.get(baseline, {})
             if b.get("status") == "ok" and baseline != name:
                 r["speedup"][key] = b["median"] / r["median"]

@@ -32,9 +32,11 @@ def test_every_case_runs_and_validates(tiny_run):
     run, _ = tiny_run
     assert [c["name"] for c in run["cases"]] == [c.name for c in cases.select()]
     for case in run["cases"]:
-        trains = case["step"].startswith("train")
+        trains = case["step"].startswith("train") or case["step"] == "predict"
         statuses = {name: r["status"] for name, r in case["results"].items()}
         assert statuses["fastcnn-cpu"] == "ok", case["name"]
+        if case["step"] in ("conv2d", "max_pool2d_infer", "predict"):   # ONNX Runtime's cases
+            assert statuses.get("onnxruntime", "ok") == "ok", case["name"]
         assert statuses["numpy"] == ("n/a" if trains else "ok"), case["name"]
         assert set(statuses.values()) <= {"ok", "skipped", "n/a"}, (case["name"], statuses)
         for r in case["results"].values():
@@ -112,9 +114,11 @@ def test_only_and_quick_pick_cases():
     assert cases.select(only=["no such case"]) == []
     # --quick trains one step and a short epoch; the full run the whole training split.
     assert [c.name for c in cases.select(quick=True, only=["seed_cnn"])] == [
-        "seed_cnn train_step", "seed_cnn epoch 1000"]
+        "seed_cnn train_step", "seed_cnn predict 100", "seed_cnn predict 1",
+        "seed_cnn epoch 1000"]
     assert [c.name for c in cases.select(only=["seed_cnn"])] == [
-        "seed_cnn train_step", "seed_cnn epoch 8000"]
+        "seed_cnn train_step", "seed_cnn predict 100", "seed_cnn predict 1",
+        "seed_cnn epoch 8000"]
     assert len(cases.select(quick=None)) == len(cases.CASES)
 
 

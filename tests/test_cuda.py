@@ -2,18 +2,20 @@
 through the backend fixtures): compilation for a real GPU, the GEMM's GPU tile
 shapes, the bounded conv workspace, other libraries' CUDA arrays, one copy to
 the host per training step (pooling indices fastcnn wrote are trusted, labels
-checked by the loss kernels), and the errors without numba-cuda or without a GPU."""
+checked by the loss kernels), the errors without numba-cuda or without a GPU, and
+the simulator's shared arrays shared by every thread of a block."""
 
 import inspect
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
 import fastcnn.functional as F
-from helpers import assert_matches, host, reference, to_backend
+from helpers import assert_matches, call, host, reference, to_backend
 
 cuda_backend = pytest.importorskip("fastcnn.backends.cuda", reason="numba-cuda not installed")
 from fastcnn.backends.cuda import _jit, conv, gemm  # noqa: E402
@@ -406,3 +408,36 @@ def test_channel_sums_split_over_blocks(splits):
     xd, out = to_backend("cuda", x, np.zeros(2))
     reduce.sum_channels(xd, out, splits=splits)
     np.testing.assert_allclose(host(out), x.sum(axis=(0, 2)), rtol=1e-12)
+
+
+class _SwitchingLookups(dict):
+    """The simulator's table of a launch's shared arrays, with a thread switch in every
+    lookup: the worst moment for a block's threads to find an array missing."""
+
+    def get(self, key, default=None):
+        found = super().get(key, default)
+        time.sleep(1e-3)   # after the lookup, before the caller can store what it missed
+        return found
+
+
+@pytest.mark.skipif(not ON_SIMULATOR, reason="the simulator's shared arrays")
+@pytest.mark.parametrize("groups", [1, 2])   # GEMM tiles; depthwise block sums
+def test_a_blocks_threads_share_its_shared_arrays(monkeypatch, groups):
+    """The simulator created a shared array on its first lookup without a lock, so a
+    thread switch there gave threads arrays of their own: the first block of a launch
+    summed or multiplied stale values, now and then (conv_transpose2d's gradients, at
+    random, on a loaded machine). With a switch in every lookup, every time."""
+    from numba.cuda.simulator import kernelapi
+    unswitched = kernelapi.FakeCUDAShared.__init__
+
+    def switching(self, *args):
+        unswitched(self, *args)
+        self._allocations = _SwitchingLookups()
+    monkeypatch.setattr(kernelapi.FakeCUDAShared, "__init__", switching)
+    rng = np.random.default_rng(groups)
+    dy, x = rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((2, 2, 3, 3))
+    w = rng.standard_normal((2, 2 // groups, 3, 3))
+    got = call("cuda", "conv_transpose2d_backward", dy, x, w, groups=groups)
+    want = reference("conv_transpose2d_backward", dy, x, w, groups=groups)
+    for g, wnt in zip(got, want):
+        np.testing.assert_allclose(g, wnt, rtol=1e-10, atol=1e-10)

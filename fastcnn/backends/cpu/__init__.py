@@ -10,9 +10,10 @@ batch norm, losses and optimizer steps are the reference's NumPy expressions,
 whose ufuncs already are compiled loops; ``softmax`` (softmax and log-softmax over
 any axis) is NumPy too, in place, whose vectorised exp a compiled loop does not beat.
 
-Beside the kernels: ``blas.pxd`` (sgemm/dgemm from SciPy), ``chunks.pxd`` (flat arrays
-cut into chunks for OpenMP), ``threads`` (set_num_threads), ``workspace`` (reused
-scratch memory) and ``blas_threads`` (BLAS on one thread inside OpenMP loops).
+Beside the kernels: ``blas.pxd`` (a row-major gemm), ``blas_lib`` (the BLAS it calls:
+NumPy's own OpenBLAS, else SciPy's), ``chunks.pxd`` (flat arrays cut into chunks for
+OpenMP), ``threads`` (set_num_threads), ``workspace`` (reused scratch memory) and
+``blas_threads`` (BLAS on one thread inside OpenMP loops).
 """
 
 from .._numpy import (DEVICE, asarray, check_indices, check_labels, empty,  # noqa: F401

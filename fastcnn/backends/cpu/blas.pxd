@@ -1,7 +1,8 @@
 # Shared by every kernel module: the fused floating type and a row-major gemm.
-# Inline, so each module compiles its own copy and nothing is imported at run time.
+# Inline, so each module compiles its own copy; the BLAS routines it calls come
+# from blas_lib, which picks NumPy's own OpenBLAS (or SciPy's) once at import.
 
-from scipy.linalg.cython_blas cimport dgemm, sgemm
+from fastcnn.backends.cpu.blas_lib cimport dgemm, sgemm
 
 ctypedef fused real:
     float
@@ -19,8 +20,8 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, real alph
     cdef char ta = b'T' if trans_b else b'N'
     cdef char tb = b'T' if trans_a else b'N'
     if real is float:
-        sgemm(&ta, &tb, &n, &m, &k, &alpha, <float*>b, &ldb, <float*>a, &lda,
-              &beta, c, &ldc)
+        sgemm(ta, tb, n, m, k, alpha, <const float*>b, ldb, <const float*>a, lda, beta,
+              <float*>c, ldc)
     else:
-        dgemm(&ta, &tb, &n, &m, &k, &alpha, <double*>b, &ldb, <double*>a, &lda,
-              &beta, c, &ldc)
+        dgemm(ta, tb, n, m, k, alpha, <const double*>b, ldb, <const double*>a, lda, beta,
+              <double*>c, ldc)

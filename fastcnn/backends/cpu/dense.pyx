@@ -23,7 +23,7 @@ from openmp cimport omp_get_max_threads
 
 from blas cimport gemm, real
 
-from fastcnn.backends.cpu.blas_threads import single_threaded_blas
+from fastcnn.backends.cpu.blas_threads import blas_threads, single_threaded_blas
 
 
 cdef void parallel_gemm(bint trans_a, bint trans_b, int m, int n, int k, const real* a,
@@ -51,6 +51,14 @@ cdef void _matmul(const real[:, ::1] a, const real[:, ::1] b, real[:, ::1] c) no
     parallel_gemm(False, False, m, n, k, &a[0, 0], k, &b[0, 0], n, <real>0, &c[0, 0], n)
 
 
+cdef void _gemm(const real[:, ::1] a, const real[:, ::1] b, real[:, ::1] c) noexcept nogil:
+    cdef int m = a.shape[0], k = a.shape[1], n = b.shape[1]
+    gemm(False, False, m, n, k, <real>1, &a[0, 0], k, &b[0, 0], n, <real>0, &c[0, 0], n)
+
+
+LARGE = 2.0**24   # multiply-adds (256^3) from which a 2-D matmul is one threaded BLAS call
+
+
 def matmul(a, b, *, out):
     c = out
     if a.ndim > 2:
@@ -59,6 +67,15 @@ def matmul(a, b, *, out):
         return c
     if a.shape[1] == 0:
         c[...] = 0
+        return c
+    if <double>a.shape[0] * a.shape[1] * b.shape[1] >= LARGE:
+        # One large product: the library's own threads (packing shared between them,
+        # as NumPy's matmul does) beat one gemm per block of the output.
+        with blas_threads(omp_get_max_threads()):
+            if a.dtype == np.float32:
+                _gemm[float](a, b, c)
+            else:
+                _gemm[double](a, b, c)
         return c
     with single_threaded_blas():
         if a.dtype == np.float32:

@@ -15,12 +15,48 @@ signatures compile_check compiled are the ones the ops launch.
 """
 
 import math
+import sys
+import threading
 import warnings
 
 import numpy as np
 from numba import config, cuda, from_dtype, typeof, types
 
 SIMULATOR = bool(config.ENABLE_CUDASIM)
+
+
+def _lock_simulator_shared_arrays():
+    """Make the simulator hand every thread of a block the same static shared array.
+
+    The simulator runs a block's threads as Python threads, and cuda.shared.array looks
+    the array up by its caller's source line and creates it on the first miss, without
+    a lock: a thread switch between the lookup and the store lets two threads both miss
+    and each get an array of its own (np.empty, so stale values rather than NaN). That
+    thread's shared writes are then lost to the block, and it reads what nobody wrote:
+    a block sum or a GEMM tile of the launch's first block comes out wrong, now and then
+    (more often on a loaded machine). The lookup and the store are done under a lock
+    here; the key is the simulator's own, (file, line) of the caller."""
+    from numba.cuda.simulator import kernelapi
+    shared = kernelapi.FakeCUDAShared
+    unlocked, lock = shared.array, threading.Lock()
+
+    def array(self, shape, dtype, alignment=None):
+        if shape == 0 or alignment is not None:   # dynamic shared memory: nothing to race on
+            return unlocked(self, shape, dtype, alignment)
+        caller = sys._getframe(1)
+        key = (caller.f_code.co_filename, caller.f_lineno)
+        with lock:
+            found = self._allocations.get(key)
+            if found is None:
+                if isinstance(dtype, kernelapi.types.Type):
+                    dtype = kernelapi.numpy_support.as_dtype(dtype)
+                found = self._allocations[key] = np.empty(shape, dtype)
+        return found
+    shared.array = array
+
+
+if SIMULATOR:
+    _lock_simulator_shared_arrays()
 
 # Threads per block for the elementwise and reduction kernels. The simulator runs
 # every CUDA thread as a Python thread, so it gets few of them (same code, smaller
