@@ -80,6 +80,7 @@ def flag(where, name, value):
 ARGS = {
     "kernel_size": (pair, 1), "stride": (pair, 1), "dilation": (pair, 1),
     "output_padding": (pair, 0), "groups": (integer, 1), "pool_size": (integer, 1),
+    "dim": (integer, -INT_MAX),                     # an axis; the op checks it against x
     "p": (number, 0, 1, True),                      # dropout: p = 1 would drop everything
     "negative_slope": (number,), "alpha": (number, 0),
     "momentum": (number, 0, 1), "eps": (number, 0),  # batch norm's

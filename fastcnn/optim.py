@@ -69,9 +69,10 @@ class Optimizer:
 
     def zero_grad(self):
         """Zero every gradient (backward overwrites them, so this matters only for a layer
-        that a backward pass did not reach)."""
+        that a backward pass did not reach): new arrays like the parameters (whatever was
+        put in grads, a gradient has its parameter's shape, dtype and device)."""
         for p in self.params:
-            p.layer.grads[p.key] = backends.zeros_like(p.grad)
+            p.layer.grads[p.key] = backends.zeros_like(p.data)
 
     def step(self):
         """One update of every parameter from its current gradient."""

@@ -238,7 +238,8 @@ TEMPLATES = [   # input (2, 1, 6, 6)
     lambda s, d: [nn.Conv2d(1, 2, 3, dtype=d, rng=s), nn.BatchNorm2d(2, dtype=d),
                   nn.LeakyReLU(0.1), nn.AvgPool2d(2), nn.Flatten(),
                   nn.Linear(8, 4, dtype=d, rng=s + 1), nn.Maxout(2)],
-    lambda s, d: [nn.Upsample(2), nn.Conv2d(1, 1, 3, stride=2, dtype=d, rng=s), nn.Sigmoid(),
+    lambda s, d: [nn.Upsample(scale_factor=2), nn.Conv2d(1, 1, 3, stride=2, dtype=d, rng=s),
+                  nn.Sigmoid(),
                   nn.Flatten(), nn.Linear(25, 2, dtype=d, rng=s + 1), nn.ELU(), nn.Softmax()],
 ]
 ARCH_VARIANTS = [

@@ -47,16 +47,24 @@ def host(a):
 # ---------------------------------------------------------------- layers
 
 INT_ARGS = {"in_features", "out_features", "in_channels", "out_channels", "kernel_size",
-            "stride", "padding", "dilation", "num_features", "scale_factor", "pool_size"}
-FLOAT_ARGS = {"eps", "momentum", "negative_slope", "alpha", "p"}
+            "stride", "padding", "dilation", "num_features", "pool_size", "groups",
+            "output_padding", "output_size", "size", "divisor_override", "dim", "start_dim",
+            "end_dim"}
+FLOAT_ARGS = {"eps", "momentum", "negative_slope", "alpha", "p", "scale_factor"}
 
 
 def _ctor_value(draw, name, g, default):
     values = {"in_features": g["c"], "out_features": g["k"], "in_channels": g["c"],
               "out_channels": g["k"], "num_features": g["c"], "kernel_size": g["kernel"],
               "stride": g["stride"], "padding": g["padding"], "dilation": 1,
-              "scale_factor": draw(st.integers(1, 2)), "pool_size": g["pool"],
-              "dtype": g["dtype"], "rng": g["seed"], "mode": "nearest",
+              "scale_factor": draw(st.sampled_from([1, 2, 1.5, (2, 0.5)])),
+              "pool_size": g["pool"], "groups": 1, "output_padding": 0,
+              "output_size": draw(st.sampled_from([1, 2, (2, None)])), "size": None,
+              "dim": draw(st.sampled_from([1, -1])), "start_dim": 1, "end_dim": -1,
+              "ceil_mode": draw(st.booleans()), "count_include_pad": draw(st.booleans()),
+              "divisor_override": None, "return_indices": False, "align_corners": None,
+              "dtype": g["dtype"], "rng": g["seed"],
+              "mode": draw(st.sampled_from(["nearest", "bilinear"])),
               "p": draw(st.sampled_from([0.0, 0.5])), "eps": 1e-5,
               "momentum": draw(st.sampled_from([0.1, 0.9])),
               "negative_slope": draw(st.floats(-1, 1)), "alpha": draw(st.floats(0, 2)),
@@ -77,7 +85,7 @@ def _bad_ctor_value(draw, name):
     if name == "rng":
         return draw(st.sampled_from(["x", -1, 1.5, object(), None, 2**70, [1, 2]]))
     if name == "mode":
-        return draw(st.sampled_from(["bilinear", None, 1, "NEAREST"]))
+        return draw(st.sampled_from(["bicubic", None, 1, "NEAREST"]))
     return draw(bad_bool())
 
 
@@ -86,8 +94,8 @@ def _inputs(cls, params, g):
     n, c, (h, w) = g["n"], g["c"], g["hw"]
     if "in_features" in params:
         return [(n, c)]
-    if "in_channels" in params or "kernel_size" in params or "scale_factor" in params:
-        return [(n, c, h, w)]
+    if {"in_channels", "kernel_size", "scale_factor", "output_size"} & set(params):
+        return [(n, c, h, w), (n, c, w)]
     if "pool_size" in params:
         c = c * g["pool"]
     return [(n, c), (n, c, h, w), (n, c, h)]

@@ -44,8 +44,49 @@ from test_layers import LAYER_CASES, forward, make_input
      r"BatchNorm1d: momentum must be in \[0, 1\], got 2"),
     (lambda: nn.BatchNorm2d(3, eps=-1), ValueError, r"BatchNorm2d: eps must be in \[0"),
     (lambda: nn.BatchNorm2d(3, affine=1), TypeError, "BatchNorm2d: affine must be True or False"),
-    (lambda: nn.Upsample(0), ValueError, "Upsample: scale_factor must be >= 1, got 0"),
-    (lambda: nn.Upsample(1.5), TypeError, "Upsample: scale_factor must be an int, got 1.5"),
+    (lambda: nn.Upsample(scale_factor=0), ValueError,
+     "Upsample: scale_factor must be positive and finite, got 0"),
+    (lambda: nn.Upsample(scale_factor="2"), TypeError, "Upsample: scale_factor must be a number"),
+    (lambda: nn.Upsample(), ValueError, "Upsample: give exactly one of scale_factor and size"),
+    (lambda: nn.Upsample(0), ValueError, "Upsample: size must be >= 1, got 0"),
+    (lambda: nn.Upsample(2, mode="nearest", align_corners=False), ValueError,
+     "Upsample: align_corners can only be set with mode='bilinear'"),
+    (lambda: nn.Upsample(2, mode="bilinear", align_corners=1), TypeError,
+     "Upsample: align_corners must be True or False, got 1"),
+    (lambda: nn.Conv2d(4, 6, 3, groups=4), ValueError,
+     r"Conv2d: out_channels \(6\) must be divisible by groups \(4\)"),
+    (lambda: nn.Conv2d(4, 6, 3, groups=0), ValueError, "Conv2d: groups must be >= 1, got 0"),
+    (lambda: nn.Conv1d(3, 6, 3, groups=2), ValueError,
+     r"Conv1d: in_channels \(3\) must be divisible by groups \(2\)"),
+    (lambda: nn.Conv1d(3, 6, (3, 3)), ValueError, r"Conv1d: kernel_size must be an int, got"),
+    (lambda: nn.Conv1d(3, 6, 3, stride=2, padding="same"), ValueError,
+     "Conv1d: padding='same' needs stride 1"),
+    (lambda: nn.Conv1d(3, 6, 3, padding=(1, 2, 3)), ValueError,
+     r"Conv1d: padding must be an int, a pair \(left, right\)"),
+    (lambda: nn.ConvTranspose2d(2, 2, 3, stride=2, output_padding=2), ValueError,
+     r"ConvTranspose2d: output_padding \(2, 2\) must be smaller than stride \(2, 2\)"),
+    (lambda: nn.ConvTranspose2d(2, 2, 3, padding="same"), ValueError,
+     "ConvTranspose2d: padding='same' is not supported for a transposed convolution"),
+    (lambda: nn.ConvTranspose2d(2, 2, 3, output_padding=-1), ValueError,
+     "ConvTranspose2d: output_padding must be >= 0"),
+    (lambda: nn.MaxPool2d(2, dilation=0), ValueError, "MaxPool2d: dilation must be >= 1"),
+    (lambda: nn.MaxPool2d(2, ceil_mode=1), TypeError, "MaxPool2d: ceil_mode must be True or"),
+    (lambda: nn.MaxPool2d(2, return_indices=True), ValueError,
+     "MaxPool2d: return_indices=True is not supported"),
+    (lambda: nn.AvgPool2d(2, divisor_override=0), ValueError,
+     "AvgPool2d: divisor_override must be >= 1"),
+    (lambda: nn.AvgPool2d(2, count_include_pad=None), TypeError,
+     "AvgPool2d: count_include_pad must be True or False"),
+    (lambda: nn.MaxPool1d((2, 2)), ValueError, r"MaxPool1d: kernel_size must be an int, got"),
+    (lambda: nn.AvgPool1d(4, padding=3), ValueError, "AvgPool1d: padding .* at most half"),
+    (lambda: nn.AdaptiveAvgPool2d((2, 2, 2)), ValueError,
+     "AdaptiveAvgPool2d: output_size must be an int or a tuple of 2"),
+    (lambda: nn.AdaptiveMaxPool1d(0), ValueError, "AdaptiveMaxPool1d: output_size must be >= 1"),
+    (lambda: nn.AdaptiveMaxPool2d(None), TypeError,
+     "AdaptiveMaxPool2d: output_size must be an int"),
+    (lambda: nn.Softmax(1.0), TypeError, "Softmax: dim must be an int, got 1.0"),
+    (lambda: nn.LogSoftmax(dim=True), TypeError, "LogSoftmax: dim must be an int, got True"),
+    (lambda: nn.Flatten(start_dim="1"), TypeError, "Flatten: start_dim must be an int"),
     (lambda: nn.LeakyReLU("a"), TypeError, "LeakyReLU: negative_slope must be a number"),
     (lambda: nn.ELU(-1), ValueError, r"ELU: alpha must be in \[0"),
     (lambda: nn.Dropout(p=True), TypeError, "Dropout: p must be a number, got True"),
@@ -133,8 +174,9 @@ def test_the_layers_name_is_added_once():
 
 def test_layers_leave_the_checks_to_functional():
     """What the op checks, the layer passes on as the op says it."""
-    with pytest.raises(ValueError, match=r"^Upsample\(2\): upsample_nearest2d: x must be 4-D"):
-        nn.Upsample(2).forward(np.zeros((2, 3, 4), np.float32))
+    with pytest.raises(ValueError, match=r"^Upsample\(scale_factor=2\): upsample_nearest2d: x "
+                                         r"must be 4-D"):
+        nn.Upsample(scale_factor=2).forward(np.zeros((2, 3, 4), np.float32))
     with pytest.raises(ValueError, match=r"^BatchNorm2d\(4\): batch_norm: gamma must have "
                                          r"shape \(3,\)"):
         nn.BatchNorm2d(4).forward(np.zeros((2, 3, 4, 4), np.float32))

@@ -23,8 +23,42 @@ LAYER_CASES = {
     "MaxPool2d overlapping": (lambda: nn.MaxPool2d(3, 2, 1), (2, 3, 7, 6), "distinct"),
     "AvgPool2d": (lambda: nn.AvgPool2d(2), (2, 3, 6, 6), "normal"),
     "AvgPool2d padded": (lambda: nn.AvgPool2d(3, 2, 1), (2, 3, 7, 6), "normal"),
-    "Upsample": (lambda: nn.Upsample((2, 3)), (2, 3, 3, 2), "normal"),
+    "Conv2d grouped": (lambda: nn.Conv2d(4, 6, 3, padding="same", groups=2, **F64),
+                       (2, 4, 5, 4), "normal"),
+    "Conv2d depthwise": (lambda: nn.Conv2d(3, 3, 3, stride=2, groups=3, bias=False, **F64),
+                         (2, 3, 7, 6), "normal"),
+    "ConvTranspose2d": (lambda: nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1,
+                                                   output_padding=1, groups=2, **F64),
+                        (2, 4, 3, 4), "normal"),
+    "ConvTranspose2d dilated": (lambda: nn.ConvTranspose2d(2, 3, (2, 3), dilation=2, bias=False,
+                                                           **F64), (2, 2, 3, 3), "normal"),
+    "Conv1d": (lambda: nn.Conv1d(4, 2, 3, stride=2, padding=(1, 0), groups=2, **F64),
+               (2, 4, 9), "normal"),
+    "MaxPool2d ceil dilated": (lambda: nn.MaxPool2d(2, 2, dilation=2, ceil_mode=True),
+                               (2, 3, 7, 6), "distinct"),
+    "MaxPool1d": (lambda: nn.MaxPool1d(3, 2, 1), (2, 3, 8), "distinct"),
+    "AvgPool2d exclude pad": (lambda: nn.AvgPool2d(3, 2, 1, ceil_mode=True,
+                                                   count_include_pad=False), (2, 3, 6, 6),
+                              "normal"),
+    "AvgPool2d divisor": (lambda: nn.AvgPool2d(2, divisor_override=3), (2, 3, 4, 6), "normal"),
+    "AvgPool1d": (lambda: nn.AvgPool1d(3, 2, 1, count_include_pad=False), (2, 3, 8), "normal"),
+    "AdaptiveAvgPool2d": (lambda: nn.AdaptiveAvgPool2d((3, None)), (2, 3, 7, 5), "normal"),
+    "AdaptiveAvgPool2d global": (lambda: nn.AdaptiveAvgPool2d(1), (2, 3, 4, 5), "normal"),
+    "AdaptiveMaxPool2d": (lambda: nn.AdaptiveMaxPool2d((2, 3)), (2, 3, 5, 7), "distinct"),
+    "AdaptiveAvgPool1d": (lambda: nn.AdaptiveAvgPool1d(3), (2, 3, 7), "normal"),
+    "AdaptiveMaxPool1d": (lambda: nn.AdaptiveMaxPool1d(4), (2, 3, 9), "distinct"),
+    "Upsample": (lambda: nn.Upsample(scale_factor=(2, 3)), (2, 3, 3, 2), "normal"),
+    "Upsample size": (lambda: nn.Upsample(size=(5, 3)), (2, 3, 3, 2), "normal"),
+    "Upsample bilinear": (lambda: nn.Upsample(scale_factor=1.7, mode="bilinear"),
+                          (2, 3, 3, 4), "normal"),
+    "Upsample bilinear corners": (lambda: nn.Upsample(size=(4, 7), mode="bilinear",
+                                                      align_corners=True), (2, 3, 3, 4),
+                                  "normal"),
     "Flatten": (lambda: nn.Flatten(), (2, 3, 2, 2), "normal"),
+    "Flatten middle": (lambda: nn.Flatten(1, 2), (2, 3, 2, 2), "normal"),
+    "LogSoftmax": (lambda: nn.LogSoftmax(), (3, 5), "normal"),
+    "Softmax dim": (lambda: nn.Softmax(dim=-1), (2, 3, 4), "normal"),
+    "LogSoftmax dim": (lambda: nn.LogSoftmax(0), (3, 4), "normal"),
     "ReLU": (lambda: nn.ReLU(), (3, 4, 2), "away"),
     "LeakyReLU": (lambda: nn.LeakyReLU(0.1), (3, 4, 2), "away"),
     "ELU": (lambda: nn.ELU(0.7), (3, 4, 2), "away"),
@@ -256,8 +290,9 @@ def test_layer_construction_errors():
         nn.Dropout(1.0)
     with pytest.raises(TypeError, match="dtype must be float32 or float64"):
         nn.Linear(2, 2, dtype=np.int32)
-    with pytest.raises(ValueError, match="only mode='nearest'"):
-        nn.Upsample(2, mode="bilinear")
+    with pytest.raises(ValueError, match=r"Upsample: mode must be one of \('nearest', "
+                                         r"'bilinear'\), got 'bicubic'"):
+        nn.Upsample(scale_factor=2, mode="bicubic")
     with pytest.raises(TypeError, match="argument 1 is not a layer"):
         Sequential(nn.ReLU(), np.zeros(3))
     # The layer's name, then the op's own check (a layer does not repeat functional's checks).

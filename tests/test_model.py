@@ -161,6 +161,25 @@ def test_save_load_round_trip(tmp_path):
     np.testing.assert_array_equal(Sequential.load(path).predict(x), want)
 
 
+def test_the_newer_layers_save_and_load(tmp_path):
+    """Their configs (tuples with None, float factors, padding modes) survive the file."""
+    model = Sequential(
+        nn.Conv2d(2, 4, 3, padding="same", groups=2, rng=0), nn.MaxPool2d(2, ceil_mode=True),
+        nn.ConvTranspose2d(4, 4, 3, stride=2, output_padding=1, groups=4, rng=1),
+        nn.Upsample(scale_factor=(0.5, 1.5), mode="bilinear", align_corners=True),
+        nn.AdaptiveMaxPool2d((3, None)), nn.AvgPool2d(2, 1, count_include_pad=False,
+                                                      divisor_override=3),
+        nn.Flatten(2), nn.Conv1d(4, 2, 2, padding=(1, 0), rng=2), nn.AvgPool1d(2),
+        nn.AdaptiveAvgPool1d(2), nn.MaxPool1d(2, 1, padding="same"), nn.LogSoftmax(-1),
+        nn.Flatten(), nn.Softmax())
+    x = np.random.default_rng(3).standard_normal((2, 2, 6, 5)).astype(np.float32)
+    want = model.predict(x)
+    model.save(tmp_path / "m.npz")
+    again = load(tmp_path / "m.npz")
+    assert repr(again) == repr(model)
+    np.testing.assert_array_equal(again.predict(x), want)
+
+
 def test_save_is_atomic(tmp_path, monkeypatch):
     model, path, _ = trained(tmp_path)
     before = path.read_bytes()

@@ -172,3 +172,15 @@ def test_init_checks_its_arguments():
     frozen.setflags(write=False)
     with pytest.raises(ValueError, match="ones_: the array is read-only"):
         init.ones_(frozen)
+
+
+def test_zero_grad_makes_arrays_like_the_parameters():
+    """Whatever was put in grads (here a list), zero_grad gives each parameter a zero
+    gradient of its own shape and dtype (it raised AttributeError on a list)."""
+    layer = nn.Linear(3, 2, dtype=np.float64, rng=0)
+    layer.grads["weight"] = np.ones((2, 3)).tolist()
+    opt = optim.SGD(optim.parameters(layer), lr=0.1)
+    opt.zero_grad()
+    assert all(isinstance(g, np.ndarray) and g.dtype == np.float64 and not g.any()
+               for g in layer.grads.values())
+    assert layer.grads["weight"].shape == (2, 3)

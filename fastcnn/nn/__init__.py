@@ -1,6 +1,7 @@
 """fastcnn.nn: layers and losses, each with an explicit forward and backward pass."""
 
-from .layers import (ELU, LAYERS, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d,  # noqa: F401
-                     Dropout, Flatten, Layer, LeakyReLU, Linear, Maxout, MaxPool2d, ReLU,
-                     Sigmoid, Softmax, Tanh, Upsample)
+from .layers import LAYERS, Layer, __all__ as _layers   # noqa: F401
+from .layers import *   # noqa: F401,F403
 from .losses import BCE, LOSSES, MSE, BCEWithLogits, Loss, SoftmaxCrossEntropy  # noqa: F401
+
+__all__ = _layers + ["LOSSES", "Loss", "SoftmaxCrossEntropy", "BCEWithLogits", "BCE", "MSE"]
