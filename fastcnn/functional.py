@@ -339,8 +339,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, *, backend=Non
 
 
 def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, need_dx=True, *,
-                    backend=None, out=None):
-    """Gradients of conv2d: (dx or None, dweight, dbias)."""
+                    need_dweight=True, backend=None, out=None):
+    """Gradients of conv2d: (dx or None, dweight, dbias); need_dweight=False leaves out
+    dweight and dbias (None: a frozen layer's), which are then not computed."""
     op = "conv2d_backward"
     be = _backend(op, backend, {"dy": dy, "x": x, "weight": weight})
     dy, x, weight = _floats(op, be, dy=dy, x=x, weight=weight)
@@ -349,8 +350,12 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, need_dx=True
         raise ValueError(f"{op}: dy must have the output's shape {y_shape} "
                          f"(x.shape={tuple(x.shape)}, weight.shape={tuple(weight.shape)}), "
                          f"got {tuple(dy.shape)}")
+    wanted = bool(need_dweight)
     out = _outs(op, be, out, [(x.shape, x.dtype) if need_dx else None,
-                              (weight.shape, x.dtype), ((weight.shape[0],), x.dtype)])
+                              (weight.shape, x.dtype) if wanted else None,
+                              ((weight.shape[0],), x.dtype) if wanted else None])
+    if not (need_dx or wanted):
+        return out
     return be.conv2d_backward(dy, x, weight, s, p, d, bool(need_dx), out=out)
 
 
@@ -503,8 +508,9 @@ def linear(x, weight, bias=None, *, backend=None, out=None):
     return be.linear(x, weight, bias, out=out)
 
 
-def linear_backward(dy, x, weight, *, backend=None, out=None):
-    """Gradients of linear: (dx, dweight, dbias)."""
+def linear_backward(dy, x, weight, *, need_dweight=True, backend=None, out=None):
+    """Gradients of linear: (dx, dweight, dbias); need_dweight=False gives (dx, None, None),
+    dx alone computed (dy @ weight: a frozen layer's)."""
     op = "linear_backward"
     be = _backend(op, backend, {"dy": dy, "x": x, "weight": weight})
     dy, x, weight = _floats(op, be, dy=dy, x=x, weight=weight)
@@ -513,8 +519,11 @@ def linear_backward(dy, x, weight, *, backend=None, out=None):
         raise ValueError(f"{op}: dy must have shape {(x.shape[0], weight.shape[0])} "
                          f"(x.shape={tuple(x.shape)}, weight.shape={tuple(weight.shape)}), "
                          f"got {tuple(dy.shape)}")
-    out = _outs(op, be, out, [(x.shape, x.dtype), (weight.shape, x.dtype),
-                              ((weight.shape[0],), x.dtype)])
+    wanted = bool(need_dweight)
+    out = _outs(op, be, out, [(x.shape, x.dtype), (weight.shape, x.dtype) if wanted else None,
+                              ((weight.shape[0],), x.dtype) if wanted else None])
+    if not wanted:
+        return be.matmul(dy, weight, out=out[0]), None, None
     return be.linear_backward(dy, x, weight, out=out)
 
 

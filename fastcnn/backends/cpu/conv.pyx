@@ -243,8 +243,8 @@ def conv2d(x, weight, bias, stride, padding, dilation, *, out):
 cdef void _conv2d_backward(const real[:, :, :, ::1] dy, const real[:, :, :, ::1] x,
                            const real[:, :, :, ::1] weight, real[:, :, :, ::1] dx,
                            real[:, :, :, ::1] dweight, real[::1] dbias, Geometry g,
-                           bint need_dx, real* workspace, Py_ssize_t per_thread,
-                           int nthreads) noexcept nogil:
+                           bint need_dx, bint need_dweight, real* workspace,
+                           Py_ssize_t per_thread, int nthreads) noexcept nogil:
     cdef int k = weight.shape[0], ckk = g.c * g.kh * g.kw, plane = g.oh * g.ow
     cdef bint pointwise = is_pointwise(&g)
     cdef Py_ssize_t n, t, e
@@ -267,14 +267,17 @@ cdef void _conv2d_backward(const real[:, :, :, ::1] dy, const real[:, :, :, ::1]
             cols = <real*>&x[n, 0, 0, 0]
         else:
             cols = ws
-            im2col_image(&x[n, 0, 0, 0], g, cols)
-        # dweight += dy[n] (K x P) . cols^T (P x C*kh*kw)
-        gemm(False, True, k, ckk, plane, <real>1, dyn, plane, cols, plane, <real>1, dw_t, ckk)
-        for o in range(k):
-            s = 0
-            for p in range(plane):
-                s = s + dyn[o * plane + p]
-            db_t[o] += s
+        if need_dweight:   # (not for a frozen layer)
+            if not pointwise:
+                im2col_image(&x[n, 0, 0, 0], g, cols)
+            # dweight += dy[n] (K x P) . cols^T (P x C*kh*kw)
+            gemm(False, True, k, ckk, plane, <real>1, dyn, plane, cols, plane, <real>1, dw_t,
+                 ckk)
+            for o in range(k):
+                s = 0
+                for p in range(plane):
+                    s = s + dyn[o * plane + p]
+                db_t[o] += s
         if need_dx:
             # dcols = W^T (C*kh*kw x K) . dy[n] (K x P), folded back onto the image.
             if pointwise:
@@ -284,6 +287,8 @@ cdef void _conv2d_backward(const real[:, :, :, ::1] dy, const real[:, :, :, ::1]
                 gemm(True, False, ckk, plane, k, <real>1, &weight[0, 0, 0, 0], ckk, dyn, plane,
                      <real>0, cols, plane)
                 col2im_image(cols, g, &dx[n, 0, 0, 0], True)
+    if not need_dweight:
+        return
     # Sum the threads' partial gradients.
     cdef real* dw = &dweight[0, 0, 0, 0]
     memset(dw, 0, k * ckk * sizeof(real))
@@ -297,11 +302,13 @@ cdef void _conv2d_backward(const real[:, :, :, ::1] dy, const real[:, :, :, ::1]
 
 
 def conv2d_backward(dy, x, weight, stride, padding, dilation, need_dx, *, out):
-    dx, dweight, dbias = out
+    dx, dweight, dbias = out     # dweight and dbias None: not asked for (a frozen layer's)
+    cdef bint need_dweight = dweight is not None
     if winograd.applies(x.shape, weight.shape, stride, padding, dilation):
         if need_dx:   # dx of a 3x3 stride-1 conv is itself such a conv
             winograd.conv2d_input_grad(dy, weight, padding, out=dx)
-        winograd.weight_grad(dy, x, padding, out=(dweight, dbias))
+        if need_dweight:
+            winograd.weight_grad(dy, x, padding, out=(dweight, dbias))
         return (dx if need_dx else None), dweight, dbias
     cdef Geometry g = geometry(x.shape, weight.shape[2:], stride, padding, dilation)
     cdef int k = weight.shape[0], ckk = g.c * g.kh * g.kw
@@ -312,8 +319,8 @@ def conv2d_backward(dy, x, weight, stride, padding, dilation, need_dx, *, out):
         data = ws.ctypes.data
         if x.dtype == np.float32:
             _conv2d_backward[float](dy, x, weight, dx, dweight, dbias, g, need_dx,
-                                    <float*>data, per_thread, nthreads)
+                                    need_dweight, <float*>data, per_thread, nthreads)
         else:
             _conv2d_backward[double](dy, x, weight, dx, dweight, dbias, g, need_dx,
-                                     <double*>data, per_thread, nthreads)
+                                     need_dweight, <double*>data, per_thread, nthreads)
     return (dx if need_dx else None), dweight, dbias

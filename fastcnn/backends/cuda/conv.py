@@ -121,8 +121,9 @@ class _Columns:
         per_image = self.rows * self.pixels * x.dtype.itemsize
         self.chunk = x.shape[0] if self.identity else max(1, WORKSPACE_BYTES // per_image)
 
-    def chunks(self):
-        """(start, stop, cols) for each chunk; cols is the workspace (or x)."""
+    def chunks(self, unfold=True):
+        """(start, stop, cols) for each chunk; cols is the workspace (or x), holding the
+        chunk's columns (unless unfold is False: then only room for them)."""
         for start in range(0, self.x.shape[0], self.chunk):
             stop = min(start + self.chunk, self.x.shape[0])
             x = self.x[start:stop]
@@ -131,7 +132,8 @@ class _Columns:
             else:
                 cols = scratch("conv_workspace", (stop - start, self.rows, self.pixels),
                                x.dtype)
-                _unfold(x, cols, self.geometry, self.ow)
+                if unfold:
+                    _unfold(x, cols, self.geometry, self.ow)
                 yield start, stop, cols
 
     def fold(self, dcols, dx):
@@ -155,14 +157,16 @@ def conv2d_backward(dy, x, weight, stride, padding, dilation, need_dx, *, out):
     k = weight.shape[0]
     columns = _Columns(x, weight, stride, padding, dilation)
     rows, pixels = columns.rows, columns.pixels
-    dx, dweight, dbias = views(out)
-    sum_channels(dy.reshape((dy.shape[0], k, pixels)), dbias)
-    for start, stop, cols in columns.chunks():
+    dx, dweight, dbias = views(out)     # dweight and dbias None: not asked for
+    if dweight is not None:
+        sum_channels(dy.reshape((dy.shape[0], k, pixels)), dbias)
+    for start, stop, cols in columns.chunks(unfold=dweight is not None):
         images = stop - start
         dy_chunk = Operand(dy[start:stop], k * pixels, pixels, 1)      # dy[n] as (K, OH*OW)
         # dW += sum_n dy[n] cols[n]^T
-        gemm_sum(dweight, dy_chunk, Operand(cols, rows * pixels, 1, pixels), k, rows,
-                 pixels, images, accumulate=start > 0)
+        if dweight is not None:
+            gemm_sum(dweight, dy_chunk, Operand(cols, rows * pixels, 1, pixels), k, rows,
+                     pixels, images, accumulate=start > 0)
         if need_dx:
             # dcols[n] = W^T dy[n], into the workspace cols no longer needs, then folded.
             # (For a 1x1 kernel cols is x itself and dcols is dx.)

@@ -62,10 +62,12 @@ def conv2d_backward(dy, x, weight, stride, padding, dilation, need_dx, *, out):
     xpad = _pad(x, padding)
     dxpad = np.zeros_like(xpad) if need_dx else None
     dweight = np.empty_like(weight)
+    need_dweight = out[1] is not None    # None: not asked for (a frozen layer's)
     for i in range(kh):
         for j in range(kw):
-            tap = _tap(xpad, i, j, (oh, ow), stride, dilation)
-            dweight[:, :, i, j] = np.einsum("nkhw,nchw->kc", dy, tap)
+            if need_dweight:
+                tap = _tap(xpad, i, j, (oh, ow), stride, dilation)
+                dweight[:, :, i, j] = np.einsum("nkhw,nchw->kc", dy, tap)
             if need_dx:
                 _tap(dxpad, i, j, (oh, ow), stride, dilation)[...] += np.einsum(
                     "nkhw,kc->nchw", dy, weight[:, :, i, j])
