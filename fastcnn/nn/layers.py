@@ -62,6 +62,8 @@ def _pair(v):
 class Layer:
     """The base of every layer: parameters, gradients, buffers, mode, and buffer reuse."""
 
+    trainable = True     # False: frozen (freeze()); its parameters get no gradient
+
     def __init__(self, **config):
         self.params = {}
         self.grads = {}
@@ -86,8 +88,23 @@ class Layer:
 
     # ---- common behaviour
 
-    def __call__(self, x):
-        return self.forward(x)
+    def __call__(self, *inputs, **kwargs):
+        """forward(x); or, on symbolic tensors (fastcnn.model.Input), the graph node of
+        this layer applied to them (name= names it)."""
+        from ..model.graph import call, is_symbolic
+        if is_symbolic(inputs):
+            return call(self, inputs, **kwargs)
+        return self.forward(*inputs, **kwargs)
+
+    def freeze(self):
+        """Stop training this layer: its parameters get no gradient (not even computed),
+        optimizers skip them, a BatchNorm normalises with its running statistics."""
+        self.trainable = False
+        return self
+
+    def unfreeze(self):
+        self.trainable = True
+        return self
 
     def train(self, mode=True):
         self.training = bool(mode)
@@ -212,9 +229,12 @@ class Linear(Layer):
 
     def backward(self, dy, need_dx=True):
         x = self._saved(self._x)
+        if not (need_dx or self.trainable):
+            return None
         dx = self._buffer("dx", x.shape, x.dtype, x)
-        dx, _, _ = F.linear_backward(dy, x, self.params["weight"],
-                                     out=(dx, self.grads["weight"], self.grads.get("bias")))
+        grads = (self.grads["weight"], self.grads.get("bias")) if self.trainable else (None,) * 2
+        dx, _, _ = F.linear_backward(dy, x, self.params["weight"], need_dweight=self.trainable,
+                                     out=(dx,) + grads)
         return dx if need_dx else None
 
 
@@ -258,9 +278,10 @@ class Conv2d(Layer):
     def backward(self, dy, need_dx=True):
         x = self._saved(self._x)
         dx = self._buffer("dx", x.shape, x.dtype, x) if need_dx else None
+        grads = (self.grads["weight"], self.grads.get("bias")) if self.trainable else (None,) * 2
         dx, _, dbias = F.conv2d_backward(
             dy, x, self.params["weight"], self.stride, self.padding, self.dilation, need_dx,
-            out=(dx, self.grads["weight"], self.grads.get("bias")))
+            need_dweight=self.trainable, out=(dx,) + grads)
         return dx
 
 
@@ -309,16 +330,20 @@ class BatchNorm2d(Layer):
         vec = (c,)
         out = (self._buffer("y", x.shape, x.dtype, x), self._buffer("mean", vec, x.dtype, x),
                self._buffer("invstd", vec, x.dtype, x))
+        batch_stats = self.training and self.trainable   # frozen: the running statistics
         y, mean, invstd = F.batch_norm(
             x, self._affine("weight"), self._affine("bias"), self.buffers["running_mean"],
-            self.buffers["running_var"], self.momentum, self.eps, self.training, out=out)
-        self._saved_for_backward = (x, mean, invstd, self.training)
+            self.buffers["running_var"], self.momentum, self.eps, batch_stats, out=out)
+        self._saved_for_backward = (x, mean, invstd, batch_stats)
         return y.reshape(shape)
 
     def backward(self, dy, need_dx=True):
         x, mean, invstd, training = self._saved(self._saved_for_backward)
-        grads = self.grads if self.params else {
-            k: self._buffer("d" + k, v.shape, v.dtype, v) for k, v in self._fixed.items()}
+        if not (need_dx or self.trainable):
+            return None
+        grads = self.grads if self.params and self.trainable else {
+            k: self._buffer("d" + k, v.shape, v.dtype, v)        # computed and dropped
+            for k, v in (self.params or self._fixed).items()}
         dx, _, _ = F.batch_norm_backward(
             dy.reshape(x.shape), x, self._affine("weight"), mean, invstd, training,
             out=(self._buffer("dx", x.shape, x.dtype, x), grads["weight"], grads["bias"]))
