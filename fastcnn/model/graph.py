@@ -58,9 +58,10 @@ class Node:
         return f"Node({self.name!r}, {what}{inputs}, shape={self.shape})"
 
 
-def Input(shape=None, name=None, dtype=np.float32):
+def Input(shape=None, name=None, dtype=None):
     """A model input of the functional API: one example's shape, without the batch axis
-    (e.g. (1, 28, 28); None if unknown: shapes are then found at the first forward)."""
+    (e.g. (1, 28, 28); None if unknown: shapes are then found at the first forward).
+    dtype: what the input will hold; by default the model's (its weights' dtype)."""
     if shape is not None:
         if not isinstance(shape, (tuple, list)) or not all(
                 isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0
@@ -68,7 +69,8 @@ def Input(shape=None, name=None, dtype=np.float32):
             raise ValueError(f"Input: shape must be a tuple of positive ints (one example's "
                              f"shape, without the batch axis), got {shape!r}")
         shape = tuple(int(s) for s in shape)
-    return Node(None, (), _checked_name("Input", name), shape, np.dtype(dtype))
+    return Node(None, (), _checked_name("Input", name), shape,
+                None if dtype is None else np.dtype(dtype))
 
 
 def _checked_name(where, name):
@@ -128,8 +130,10 @@ def _infer(block, nodes):
     in the block's dtype, where its parameters live."""
     params = [p for layer in blocks.leaves(block) for p in layer.params.values()]
     where = backends.get("cuda" if params and backends.on_gpu(params[0]) else "cpu")
-    examples = [where.zeros((1,) + n.shape, params[0].dtype if params else n.dtype)
-                for n in nodes]
+    known = [n.dtype for n in nodes if n.dtype is not None]
+    dtype = params[0].dtype if params else max(known, key=lambda d: d.itemsize) if known \
+        else np.float32     # an Input's dtype is the model's: known once a layer has weights
+    examples = [where.zeros((1,) + n.shape, dtype) for n in nodes]
     modes = [(layer, layer.training) for layer in blocks.leaves(block)]
     try:
         for layer, _ in modes:
