@@ -233,6 +233,9 @@ def _padding(op, padding, size, kernel, stride, dilation):
 def _conv_out(op, size, kernel, stride, padding, dilation, what):
     """Output (oh, ow) of a sliding window with padding (top, bottom, left, right); an
     error if the window does not fit."""
+    if 0 in tuple(size):   # all-padding windows: no backend has a sensible answer (PyTorch)
+        raise ValueError(f"{op}: the input has no pixels ({size[0]}x{size[1]}): a sliding "
+                         f"window needs at least one in each direction; {what}")
     out = []
     padded = (size[0] + padding[0] + padding[1], size[1] + padding[2] + padding[3])
     for axis in range(2):

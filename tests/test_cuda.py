@@ -145,6 +145,18 @@ def test_strided_device_arrays_are_made_contiguous():
     np.testing.assert_array_equal(host(F.relu(strided)), np.maximum(x[:, ::2, :, 1::2], 0))
 
 
+def test_big_endian_arrays_arrive_in_native_byte_order():
+    """The kernels read native integers only: big-endian labels (as IDX files hold them)
+    raised NumbaNotImplementedError in softmax_cross_entropy_backward (found by fuzzing)."""
+    labels = np.array([2, 0, 1], dtype=">i4")
+    device = cuda_backend.to_device(labels)
+    assert device.dtype == np.dtype(np.int32)
+    probs = F.softmax(np.eye(3, dtype=np.float32))
+    want = F.softmax_cross_entropy_backward(probs, labels, backend="reference")
+    got = F.softmax_cross_entropy_backward(*to_backend("cuda", probs), device)
+    np.testing.assert_allclose(host(got), want, rtol=1e-6)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_scale_in_place(dtype):
     """The kernel fastcnn.distributed divides GPU gradient sums with."""

@@ -45,8 +45,10 @@ cdef Geometry geometry(tuple shape, tuple kernel_size, tuple stride, tuple paddi
 
 cdef inline void inside(int offset, int stride, int size, int n_out, int* lo, int* hi) noexcept nogil:
     """The outputs o in [lo, hi) of n_out whose tap lands inside the image: 0 <= o*stride + offset < size."""
-    lo[0] = 0 if offset >= 0 else min((-offset + stride - 1) // stride, n_out)
-    hi[0] = 0 if size - offset <= 0 else min((size - offset + stride - 1) // stride, n_out)
+    cdef Py_ssize_t s = stride   # 64-bit sums: a stride near 2**31 would overflow an int
+    lo[0] = 0 if offset >= 0 else <int>min((-offset + s - 1) // s, <Py_ssize_t>n_out)
+    hi[0] = 0 if size - offset <= 0 else <int>min((size - offset + s - 1) // s,
+                                                  <Py_ssize_t>n_out)
     hi[0] = max(hi[0], lo[0])
 
 
@@ -224,9 +226,21 @@ cdef void _conv2d(const real[:, :, :, ::1] x, const real[:, :, :, ::1] weight,
              beta, yn, plane)
 
 
+def _finite(a):
+    """True when a holds no NaN or infinity (or, rarely, numbers summing past the largest
+    float: then too an exact recomputation does no harm)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return bool(np.isfinite(a.sum()))
+
+
 def conv2d(x, weight, bias, stride, padding, dilation, *, out):
     if winograd.applies(x.shape, weight.shape, stride, padding, dilation):
-        return winograd.conv2d(x, weight, bias, padding, out=out)
+        y = winograd.conv2d(x, weight, bias, padding, out=out)
+        if _finite(y):
+            return y
+        # A NaN or an infinity: Winograd's transforms mix neighbouring taps, so they would
+        # spread it to outputs the definition keeps finite. Redo the call directly.
+        out = y
     cdef Geometry g = geometry(x.shape, weight.shape[2:], stride, padding, dilation)
     y = out
     cdef Py_ssize_t per_thread = 0 if is_pointwise(&g) else g.c * g.kh * g.kw * g.oh * g.ow
@@ -309,7 +323,9 @@ def conv2d_backward(dy, x, weight, stride, padding, dilation, need_dx, *, out):
             winograd.conv2d_input_grad(dy, weight, padding, out=dx)
         if need_dweight:
             winograd.weight_grad(dy, x, padding, out=(dweight, dbias))
-        return (dx if need_dx else None), dweight, dbias
+        if (not need_dweight or _finite(dweight)) and (not need_dx or _finite(dx)):
+            return (dx if need_dx else None), dweight, dbias
+        # NaN or infinity: redone directly, as in conv2d
     cdef Geometry g = geometry(x.shape, weight.shape[2:], stride, padding, dilation)
     cdef int k = weight.shape[0], ckk = g.c * g.kh * g.kw
     cdef int nthreads = min(omp_get_max_threads(), x.shape[0])

@@ -36,8 +36,10 @@ cdef Window window(tuple x_shape, tuple y_shape, tuple kernel_size, tuple stride
 cdef inline void tap_columns(const Window* g, int j, int* lo, int* hi) noexcept nogil:
     """The output columns [lo, hi) whose window tap j lands inside the row (not in padding)."""
     cdef int offset = j - g.pw   # input column of output 0's tap j
-    lo[0] = 0 if offset >= 0 else min((-offset + g.sw - 1) // g.sw, g.ow)
-    hi[0] = 0 if g.w - offset <= 0 else min((g.w - offset + g.sw - 1) // g.sw, g.ow)
+    cdef Py_ssize_t s = g.sw     # 64-bit sums: a stride near 2**31 would overflow an int
+    lo[0] = 0 if offset >= 0 else <int>min((-offset + s - 1) // s, <Py_ssize_t>g.ow)
+    hi[0] = 0 if g.w - offset <= 0 else <int>min((g.w - offset + s - 1) // s,
+                                                 <Py_ssize_t>g.ow)
     hi[0] = max(hi[0], lo[0])
 
 

@@ -88,7 +88,8 @@ def to_device(a):
     if is_array(a):
         return a
     _require_gpu()
-    return cuda.to_device(np.ascontiguousarray(a))
+    a = np.asarray(a)   # in native byte order: the kernels read no other
+    return cuda.to_device(np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("=")))
 
 
 def to_host(a):

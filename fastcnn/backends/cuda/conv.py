@@ -118,7 +118,7 @@ class _Columns:
         self.pixels = oh * self.ow
         # A 1x1 kernel at stride 1 without padding sees x itself.
         self.identity = weight.shape[2:] == (1, 1) and stride == (1, 1) and padding == (0, 0, 0, 0)
-        per_image = self.rows * self.pixels * x.dtype.itemsize
+        per_image = max(1, self.rows * self.pixels * x.dtype.itemsize)   # 0 channels: 0
         self.chunk = x.shape[0] if self.identity else max(1, WORKSPACE_BYTES // per_image)
 
     def chunks(self, unfold=True):

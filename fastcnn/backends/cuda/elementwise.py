@@ -262,7 +262,7 @@ def maxout(x, pool_size, *, out):
 
 def maxout_backward(dy, indices, pool_size, *, out):
     n, g = dy.shape[:2]
-    r = dy.size // (n * g)
+    r = math.prod(dy.shape[2:])   # (not dy.size // (n * g): g may be 0)
     dx = view(out)
     maxout_backward_kernel(dy.dtype)[blocks_for(dx.size), THREADS](
         dy.reshape((n, g, r)), indices.reshape((n, g, r)), dx.reshape((n, g, pool_size, r)))

@@ -205,6 +205,8 @@ def gemm_sum(c, a, b, m, n, k, batches, accumulate=False):
     Few m x n tiles would leave the GPU idle, so the batch is split into runs, each
     summed by its own blocks into a partial product; the partials are then added
     in a fixed order: deterministic, no atomics."""
+    if m * n == 0:   # c is empty (a conv's dweight without input channels): nothing to do
+        return
     tiles = _tiles(m, n, *_config(m, n, 1)[2:4])
     per_block = ceil(batches / max(1, min(batches, target_blocks() // tiles)))
     splits = ceil(batches / per_block)

@@ -174,10 +174,18 @@ def _bce_with_logits_grad(F):
 
 def _bce_term(F):
     @cuda.jit(device=True, inline="always")
+    def clamped_log(v, log_v):
+        """log_v (the log of v) clamped at -100 as PyTorch: -100 at v = 0, NaN for a v
+        below 0 or NaN (as the reference's NumPy), not a finite -100."""
+        if v > F(0):
+            return max(log_v, F(-100))
+        return F(-100) if v == F(0) else F(math.nan)
+
+    @cuda.jit(device=True, inline="always")
     def term(p, t):
-        """-(t log p + (1 - t) log(1 - p)), each log clamped at -100 as PyTorch."""
-        log_p = max(math.log(p), F(-100)) if p > F(0) else F(-100)
-        log_1mp = max(math.log1p(-p), F(-100)) if p < F(1) else F(-100)
+        """-(t log p + (1 - t) log(1 - p)), each log clamped at -100."""
+        log_p = clamped_log(p, math.log(p) if p > F(0) else F(0))
+        log_1mp = clamped_log(F(1) - p, math.log1p(-p) if p < F(1) else F(0))
         return -(t * log_p + (F(1) - t) * log_1mp)
     return term
 

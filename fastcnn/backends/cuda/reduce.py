@@ -80,6 +80,8 @@ def sum_channels(x3, out, splits=None):
     GPU idle, so each is split over several blocks (at least 8 values a thread),
     their partial sums added in order after."""
     n, c, p = x3.shape
+    if c == 0:   # no channels, no sums
+        return
     if splits is None:
         splits = min(math.ceil(n * p / (8 * THREADS)), target_blocks() // c)
     splits = max(1, min(splits, MAX_GRID_YZ))
@@ -94,7 +96,7 @@ def sum_channels(x3, out, splits=None):
 
 def as_channels(x):
     """An (N, C) or (N, C, H, W) array as (N, C, P)."""
-    return x.reshape((x.shape[0], x.shape[1], x.size // (x.shape[0] * x.shape[1])))
+    return x.reshape((x.shape[0], x.shape[1], math.prod(x.shape[2:])))   # (also for C = 0)
 
 
 # ---------------------------------------------------------------- whole-array sums
