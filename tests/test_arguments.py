@@ -80,6 +80,10 @@ def _calls():
         "matmul": ((f32(3, 4), f32(4, 5)), {}),
         "linear": ((f32(3, 4), f32(5, 4), f32(5)), {}),
         "linear_backward": ((f32(3, 5), f32(3, 4), f32(5, 4)), {}),
+        "add": ((x, f32(2, 3, 6, 6, seed=1)), {}),
+        "multiply": ((x, f32(2, 3, 6, 6, seed=1)), {}),
+        "concat": (([x, f32(2, 1, 6, 6, seed=1)],), {}),
+        "concat_backward": ((f32(2, 4, 6, 6), (3, 1)), {}),
         "softmax": ((logits,), {}),
         "softmax_backward": ((logits, probs), {}),
         "maxout": ((f32(2, 6, 2), 3), {}),
@@ -283,6 +287,8 @@ def test_out_overlapping_an_input_is_refused(op, backend):
     args, kwargs = calls()[op]
     specs, is_tuple = outputs(op)
     key = "into" if op == "count_correct" else "out"
+    if not array_args(op):
+        pytest.skip(f"{op} takes its arrays in a list")
     (i, name), = array_args(op)[:1]
     shape, dtype = specs[0]
     inp, out = overlapping(args[i], shape, dtype, 8)   # starts inside the input: partly

@@ -68,5 +68,6 @@ from .norm import (  # noqa: F401
 from .losses import (  # noqa: F401
     bce, bce_backward, bce_with_logits, bce_with_logits_backward, count_correct, mse, mse_backward,
     softmax_cross_entropy, softmax_cross_entropy_backward)
+from .merge import add, concat, concat_backward, multiply  # noqa: F401
 from .optim import (  # noqa: F401
     adadelta_step, adagrad_step, adam_step, rmsprop_step, sgd_step)

@@ -116,18 +116,23 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, b
 
 
 def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, need_dx=True, groups=1, *,
-                    backend=None, out=None):
+                    need_dweight=True, backend=None, out=None):
     """Gradients of conv2d: (dx or None, dweight, dbias). (groups comes after need_dx, which
-    callers pass by position.)"""
+    callers pass by position.) need_dweight=False leaves out dweight and dbias (None: a
+    frozen layer's), which are then not computed."""
     op = "conv2d_backward"
     be = _backend(op, backend, {"dy": dy, "x": x, "weight": weight})
     dy, x, weight = _floats(op, be, dy=dy, x=x, weight=weight)
     s, p, d, g, y_shape = _conv_args(op, x, weight, stride, padding, dilation, groups)
     _dy(op, dy, y_shape, x, weight)
     need_dx = _args.flag(op, "need_dx", need_dx)
+    wanted = _args.flag(op, "need_dweight", need_dweight)
     out = _outs(op, be, out, [(x.shape, x.dtype) if need_dx else None,
-                              (weight.shape, x.dtype), ((weight.shape[0],), x.dtype)],
+                              (weight.shape, x.dtype) if wanted else None,
+                              ((weight.shape[0],), x.dtype) if wanted else None],
                 reads={"dy": dy, "x": x, "weight": weight})
+    if not (need_dx or wanted):
+        return out
     return be.conv2d_backward(dy, x, weight, s, p, d, g, need_dx, out=out)
 
 

@@ -101,8 +101,9 @@ def linear(x, weight, bias=None, *, backend=None, out=None):
     return be.linear(x, weight, bias, out=out)
 
 
-def linear_backward(dy, x, weight, need_dx=True, *, backend=None, out=None):
-    """Gradients of linear: (dx or None, dweight, dbias)."""
+def linear_backward(dy, x, weight, need_dx=True, *, need_dweight=True, backend=None, out=None):
+    """Gradients of linear: (dx or None, dweight, dbias); need_dweight=False gives
+    (dx or None, None, None), dx alone computed (dy @ weight: a frozen layer's)."""
     op = "linear_backward"
     be = _backend(op, backend, {"dy": dy, "x": x, "weight": weight})
     dy, x, weight = _floats(op, be, dy=dy, x=x, weight=weight)
@@ -112,7 +113,11 @@ def linear_backward(dy, x, weight, need_dx=True, *, backend=None, out=None):
                          f"(x.shape={tuple(x.shape)}, weight.shape={tuple(weight.shape)}), "
                          f"got {tuple(dy.shape)}")
     need_dx = _args.flag(op, "need_dx", need_dx)
-    out = _outs(op, be, out, [(x.shape, x.dtype) if need_dx else None, (weight.shape, x.dtype),
-                              ((weight.shape[0],), x.dtype)],
+    wanted = _args.flag(op, "need_dweight", need_dweight)
+    out = _outs(op, be, out, [(x.shape, x.dtype) if need_dx else None,
+                              (weight.shape, x.dtype) if wanted else None,
+                              ((weight.shape[0],), x.dtype) if wanted else None],
                 reads={"dy": dy, "x": x, "weight": weight})
+    if not wanted:
+        return (be.matmul(dy, weight, out=out[0]) if need_dx else None), None, None
     return be.linear_backward(dy, x, weight, need_dx, out=out)

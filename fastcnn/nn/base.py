@@ -39,6 +39,8 @@ class Layer:
     Subclasses implement ``_forward(x)`` and ``_backward(dy, need_dx)``; the public
     ``forward`` and ``backward`` wrap them."""
 
+    trainable = True     # False: frozen (freeze()); its parameters get no gradient
+
     def __init__(self, **config):
         self.params = {}
         self.grads = {}
@@ -102,8 +104,23 @@ class Layer:
 
     # ---- common behaviour
 
-    def __call__(self, x):
-        return self.forward(x)
+    def __call__(self, *inputs, **kwargs):
+        """forward(x); or, on symbolic tensors (fastcnn.model.Input), the graph node of
+        this layer applied to them (name= names it)."""
+        from ..model.graph import call, is_symbolic
+        if is_symbolic(inputs):
+            return call(self, inputs, **kwargs)
+        return self.forward(*inputs, **kwargs)
+
+    def freeze(self):
+        """Stop training this layer: its parameters get no gradient (not even computed),
+        optimizers skip them, a BatchNorm normalises with its running statistics."""
+        self.trainable = False
+        return self
+
+    def unfreeze(self):
+        self.trainable = True
+        return self
 
     def train(self, mode=True):
         self.training = bool(mode)

@@ -40,10 +40,16 @@ class _Conv(Layer):
 
     def _backward(self, dy, need_dx):
         x = self.saved["x"]
+        # A frozen Conv2d computes no weight gradient; the other convolutions compute it
+        # (their ops have no need_dweight) and the optimizers skip it.
+        frozen = not self.trainable and self.op == "conv2d"
+        if frozen and not need_dx:
+            return None
+        grads = (None, None) if frozen else (self.grads["weight"], self.grads.get("bias"))
         dx, _, _ = getattr(F, self.op + "_backward")(
             dy, x, self.params["weight"], **self._window, need_dx=need_dx,
-            out=(self.reuse.out("dx", x) if need_dx else None, self.grads["weight"],
-                 self.grads.get("bias")))
+            **({"need_dweight": False} if frozen else {}),
+            out=(self.reuse.out("dx", x) if need_dx else None,) + grads)
         return self.reuse.keep("dx", dx)
 
 

@@ -28,8 +28,10 @@ class Linear(Layer):
 
     def _backward(self, dy, need_dx):
         x = self.saved["x"]
+        if not (need_dx or self.trainable):
+            return None
+        grads = (self.grads["weight"], self.grads.get("bias")) if self.trainable else (None,) * 2
         dx, _, _ = F.linear_backward(
-            dy, x, self.params["weight"], need_dx,
-            out=(self.reuse.out("dx", x) if need_dx else None, self.grads["weight"],
-                 self.grads.get("bias")))
+            dy, x, self.params["weight"], need_dx, need_dweight=self.trainable,
+            out=(self.reuse.out("dx", x) if need_dx else None,) + grads)
         return self.reuse.keep("dx", dx)

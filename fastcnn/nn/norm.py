@@ -51,18 +51,22 @@ class _BatchNorm(Layer):
         self._expect(x, tuple(layouts), " or ".join(layouts.values()))
         shape, x = tuple(x.shape), self._as_op_layout(x)
         keys = ("y", "mean", "invstd")
+        batch_stats = self.training and self.trainable   # frozen: the running statistics
         y, mean, invstd = self.reuse.keep(keys, F.batch_norm(
             x, self._affine("weight"), self._affine("bias"), self.buffers["running_mean"],
-            self.buffers["running_var"], self.momentum, self.eps, self.training,
+            self.buffers["running_var"], self.momentum, self.eps, batch_stats,
             out=self.reuse.out(keys, x)))
-        self.saved.update(x=x, mean=mean, invstd=invstd, training=self.training)
+        self.saved.update(x=x, mean=mean, invstd=invstd, training=batch_stats)
         return y.reshape(shape)
 
     def _backward(self, dy, need_dx):
         x, saved = self.saved["x"], self.saved
-        # Without affine, the scale and shift gradients are computed and dropped.
-        keys = ("dx",) if self.params else ("dx", "dweight", "dbias")
-        out = self.reuse.out(keys, x) + tuple(self.grads.values())
+        if not (need_dx or self.trainable):
+            return None
+        # Without affine, or frozen, the scale and shift gradients are computed and dropped.
+        kept = self.params and self.trainable
+        keys = ("dx",) if kept else ("dx", "dweight", "dbias")
+        out = self.reuse.out(keys, x) + (tuple(self.grads.values()) if kept else ())
         results = F.batch_norm_backward(dy.reshape(x.shape), x, self._affine("weight"),
                                         saved["mean"], saved["invstd"], saved["training"],
                                         out=out)

@@ -17,7 +17,7 @@ import fastcnn
 from fastcnn import distributed as dist
 from fastcnn import nn
 from fastcnn.data import DataLoader
-from fastcnn.model import ModelCheckpoint, Sequential
+from fastcnn.model import Input, Model, ModelCheckpoint, Sequential
 from fastcnn.optim import SGD, Adam
 
 
@@ -158,6 +158,47 @@ def check_gpu():
             for i, layer in enumerate(model.layers):   # back to each rank's own values
                 for k, g in layer.grads.items():
                     g.copy_to_device(np.full(g.shape, 10.0 * i + r, g.dtype))
+
+
+def residual_graph(seed, frozen=True):
+    """A graph with a skip connection and (frozen) a frozen first convolution, float64,
+    no BatchNorm: a step on a split batch equals the step on the whole batch."""
+    rng = np.random.default_rng(seed)
+    x = Input((1, 8, 8))
+    h = nn.ReLU()(nn.Conv2d(1, 4, 3, padding=1, dtype=np.float64, rng=rng)(x, name="stem"))
+    body = Sequential(nn.Conv2d(4, 4, 3, padding=1, dtype=np.float64, rng=rng), nn.Tanh())
+    y = nn.Flatten()(nn.MaxPool2d(2)(nn.Residual(body)(h)))
+    model = Model(x, nn.Linear(64, 3, dtype=np.float64, rng=rng)(y))
+    if frozen:
+        model["stem"].freeze()
+    return model.compile(Adam(model.parameters(), lr=0.01), nn.SoftmaxCrossEntropy())
+
+
+def check_graph():
+    r, world = dist.rank(), dist.world_size()
+    x, y = data(8, seed=5)
+    x = x.astype(np.float64)
+    b = len(x) // world
+    model = residual_graph(seed=30 + r)
+    dist.DataParallel(model)
+    model.train_step(x[r * b:(r + 1) * b], y[r * b:(r + 1) * b])
+    if r == 0:
+        whole = residual_graph(seed=30)
+        whole.train_step(x, y)
+        for layer, ref in zip(model.layers, whole.layers):
+            for k in layer.params:
+                np.testing.assert_allclose(layer.params[k], ref.params[k], rtol=1e-12,
+                                           atol=1e-14, err_msg=f"{layer.name} {k}")
+        stem = residual_graph(seed=30)["stem"]
+        for k in stem.params:      # frozen: untouched by the step
+            np.testing.assert_array_equal(model["stem"].params[k], stem.params[k])
+    model = residual_graph(seed=40 + r, frozen=False)
+    history = model.fit(DataLoader(data(40, seed=6), batch_size=8, shuffle=True, seed=1),
+                        epochs=2, verbose=0, distributed=True)
+    theirs = dist.comm().allgather(state(model))
+    for a, b in zip(theirs[0], theirs[1]):
+        assert np.array_equal(a, b), "the ranks' graph models differ"
+    assert history["loss"][-1] < history["loss"][0], history["loss"]
 
 
 def report(line):

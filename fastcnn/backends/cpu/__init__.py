@@ -25,6 +25,7 @@ from ..reference.elementwise import (dropout, dropout_backward, elu,  # noqa: F4
 from ..reference.losses import (bce, bce_backward, bce_with_logits,  # noqa: F401
                                 bce_with_logits_backward, count_correct, mse, mse_backward,
                                 softmax_cross_entropy, softmax_cross_entropy_backward)
+from ..reference.merge import add, concat, concat_backward, multiply  # noqa: F401
 from ..reference.norm import batch_norm, batch_norm_backward  # noqa: F401
 from ..reference.optim import adadelta_step, adagrad_step, rmsprop_step  # noqa: F401
 from .conv import (col2im, conv2d, conv2d_backward, conv_transpose2d,  # noqa: F401

@@ -379,13 +379,14 @@ def _backward(dy, x, weight, stride, padding, dilation, groups, dx, dweight, dbi
 
 
 def conv2d_backward(dy, x, weight, stride, padding, dilation, groups, need_dx, *, out):
-    dx, dweight, dbias = out
+    dx, dweight, dbias = out     # dweight and dbias None: not asked for (a frozen layer's)
     dx = dx if need_dx else None
     if winograd.applies(x.shape, weight.shape, stride, padding, dilation, groups):
         if need_dx:   # dx of a 3x3 stride-1 conv is itself such a conv
             winograd.conv2d_input_grad(dy, weight, padding, out=dx)
-        winograd.weight_grad(dy, x, padding, out=(dweight, dbias))
-        if _finite(dweight) and (not need_dx or _finite(dx)):
+        if dweight is not None:
+            winograd.weight_grad(dy, x, padding, out=(dweight, dbias))
+        if (dweight is None or _finite(dweight)) and (not need_dx or _finite(dx)):
             return dx, dweight, dbias
         # NaN or infinity: redone directly, as in conv2d
     elif depthwise.applies(x.shape, weight.shape, groups):

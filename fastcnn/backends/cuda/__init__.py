@@ -43,6 +43,7 @@ from .losses import (bce, bce_backward, bce_with_logits, bce_with_logits_backwar
                      check_labels, count_correct, mse, mse_backward, softmax_cross_entropy,
                      softmax_cross_entropy_backward)
 from .memory import use_memory_pool  # noqa: F401
+from .merge import add, concat, concat_backward, multiply  # noqa: F401
 from .norm import batch_norm, batch_norm_backward  # noqa: F401
 from .optim import adadelta_step, adagrad_step, adam_step, rmsprop_step, sgd_step  # noqa: F401
 from .pool import (adaptive_avg_pool2d, adaptive_avg_pool2d_backward,  # noqa: F401

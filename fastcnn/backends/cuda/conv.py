@@ -130,8 +130,9 @@ class _Columns:
         per_image = max(1, self.all_rows * self.pixels * x.dtype.itemsize)   # 0 channels: 0
         self.chunk = x.shape[0] if self.identity else max(1, WORKSPACE_BYTES // per_image)
 
-    def chunks(self):
-        """(start, stop, cols) for each chunk; cols is the workspace (or x)."""
+    def chunks(self, unfold=True):
+        """(start, stop, cols) for each chunk; cols is the workspace (or x), holding the
+        chunk's columns (unless unfold is False: then only room for them)."""
         for start in range(0, self.x.shape[0], self.chunk):
             stop = min(start + self.chunk, self.x.shape[0])
             x = self.x[start:stop]
@@ -140,7 +141,8 @@ class _Columns:
             else:
                 cols = scratch("conv_workspace", (stop - start, self.all_rows, self.pixels),
                                x.dtype)
-                _unfold(x, cols, self.geometry, self.ow)
+                if unfold:
+                    _unfold(x, cols, self.geometry, self.ow)
                 yield start, stop, cols
 
     def group(self, cols, g):
@@ -212,17 +214,20 @@ def conv2d(x, weight, bias, stride, padding, dilation, groups, *, out):
 
 
 def conv2d_backward(dy, x, weight, stride, padding, dilation, groups, need_dx, *, out):
-    dx, dweight, dbias = views(out)
+    dx, dweight, dbias = views(out)     # dweight and dbias None: not asked for
     k = weight.shape[0]
-    sum_channels(dy.reshape((dy.shape[0], k, dy.size // (dy.shape[0] * k))), dbias)
+    if dweight is not None:
+        sum_channels(dy.reshape((dy.shape[0], k, dy.size // (dy.shape[0] * k))), dbias)
     if depthwise.applies(x.shape, weight.shape, groups):
-        depthwise.weight_grad(dy, x, stride, padding, dilation, dweight)
+        if dweight is not None:
+            depthwise.weight_grad(dy, x, stride, padding, dilation, dweight)
         if need_dx:
             depthwise.input_grad(dy, weight, None, stride, padding, dilation, dx)
         return out
     columns = _Columns(x, weight, stride, padding, dilation, groups, dy.shape[2:])
-    for start, stop, cols in columns.chunks():
-        _weight_grad(columns, cols, dy, groups, start, stop, dweight)
+    for start, stop, cols in columns.chunks(unfold=dweight is not None):
+        if dweight is not None:
+            _weight_grad(columns, cols, dy, groups, start, stop, dweight)
         if need_dx:   # into the workspace cols no longer needs
             _input_grad(columns, cols, dy, weight, groups, start, stop, dx)
     return out

@@ -26,6 +26,7 @@ from .elementwise import (dropout, dropout_backward, elu, elu_backward,  # noqa:
 from .losses import (bce, bce_backward, bce_with_logits, bce_with_logits_backward,  # noqa: F401
                      count_correct, mse, mse_backward, softmax_cross_entropy,
                      softmax_cross_entropy_backward)
+from .merge import add, concat, concat_backward, multiply  # noqa: F401
 from .norm import batch_norm, batch_norm_backward  # noqa: F401
 from .optim import adadelta_step, adagrad_step, adam_step, rmsprop_step, sgd_step  # noqa: F401
 from .pool import (adaptive_avg_pool2d, adaptive_avg_pool2d_backward,  # noqa: F401

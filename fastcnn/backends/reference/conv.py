@@ -80,10 +80,12 @@ def conv2d_backward(dy, x, weight, stride, padding, dilation, groups, need_dx, *
     w = _weight_groups(weight, groups)
     dxpad = np.zeros_like(xpad) if need_dx else None
     dweight = np.empty_like(w)
+    need_dweight = out[1] is not None    # None: not asked for (a frozen layer's)
     for i in range(kh):
         for j in range(kw):
-            tap = _tap(xpad, i, j, (oh, ow), stride, dilation)
-            dweight[..., i, j] = np.einsum("ngkhw,ngchw->gkc", dyg, tap)
+            if need_dweight:
+                tap = _tap(xpad, i, j, (oh, ow), stride, dilation)
+                dweight[..., i, j] = np.einsum("ngkhw,ngchw->gkc", dyg, tap)
             if need_dx:
                 _tap(dxpad, i, j, (oh, ow), stride, dilation)[...] += np.einsum(
                     "ngkhw,gkc->ngchw", dyg, w[..., i, j])
