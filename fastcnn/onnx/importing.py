@@ -196,7 +196,8 @@ class Context:
             raise
         except (ValueError, TypeError, IndexError, ZeroDivisionError, OverflowError) as e:
             raise OnnxImportError(f"{self.where}: {e}") from e
-        results = results if isinstance(results, list) else [results]
+        results = [r if isinstance(r, (Node, Pending)) else np.asarray(r)   # not scalars
+                   for r in (results if isinstance(results, list) else [results])]
         for k, name in enumerate(node.output):
             if k < len(results):
                 if name:

@@ -66,7 +66,7 @@ def reshape(ctx, node, attrs):
                               f"axis")
     size = math.prod(x.shape)
     if -1 in rest:
-        if not known or size % math.prod(known):
+        if 0 in known or size % math.prod(known):
             raise OnnxImportError(f"{ctx.where}: cannot reshape (N, {x.shape}) to {dims}")
         rest[rest.index(-1)] = size // math.prod(known)
     elif batch not in (None, -1, ctx.static_batch) or math.prod(rest) != size:

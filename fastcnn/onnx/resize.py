@@ -5,8 +5,9 @@ describes a resize by the source coordinate of each output pixel and a rounding 
 for an integer factor s, output pixel i = q s + r (0 <= r < s) maps to
 
 - asymmetric: i / s = q + r/s, which rounds down ("floor") to q;
-- half_pixel, pytorch_half_pixel: (i + 0.5) / s - 0.5 = q + (r + 0.5)/s - 0.5, always
-  within 0.5 of q, so every rounding rule gives q;
+- half_pixel, pytorch_half_pixel: (i + 0.5) / s - 0.5 = q + (r + 0.5)/s - 0.5, less
+  than 0.5 away from q (never exactly), which rounds to nearest (round_prefer_floor,
+  round_prefer_ceil) as q; floor and ceil can miss it by one;
 - tf_half_pixel_for_nn: (i + 0.5) / s = q + (r + 0.5)/s, which rounds down to q;
 
 and those are the ones read here; the others (align_corners, asymmetric with a
@@ -22,31 +23,37 @@ from .ops import _image
 
 NEAREST = {("asymmetric", "floor"), ("tf_half_pixel_for_nn", "floor")} | {
     (mode, rounding) for mode in ("half_pixel", "pytorch_half_pixel")
-    for rounding in ("floor", "ceil", "round_prefer_floor", "round_prefer_ceil")}
+    for rounding in ("round_prefer_floor", "round_prefer_ceil")}
 
 
 def _factors(ctx, image, scales, sizes, axes):
     """The integer (sh, sw) that scales or sizes (per axis of (N, C, H, W), or of axes)
-    ask for, or an error."""
+    ask for, or an error. A size for the batch axis must be the batch size: None (from
+    a Shape) or the one the file was exported with."""
     rank = 4
     axes = list(range(rank)) if axes is None else [int(a) % rank for a in axes]
-    given = scales if scales is not None and scales.size else sizes
+    by_scale = scales is not None and scales.size
+    given = scales if by_scale else sizes
     if given is None or not given.size:
         raise OnnxImportError(f"{ctx.where}: neither scales nor sizes is given")
-    given = [float(v) for v in given.reshape(-1)]
+    given = list(given.reshape(-1))
     if len(given) != len(axes):
         raise OnnxImportError(f"{ctx.where}: {len(given)} scales or sizes for axes {axes}")
     full = dict(zip(axes, given))
     have = (None,) + tuple(image)
-    if scales is not None and scales.size:
-        factors = {a: full.get(a, 1.0) for a in range(rank)}
-    else:          # sizes: the batch's entry is whatever batch the exporter used
-        factors = {a: full[a] / have[a] if a in full and a else 1.0 for a in range(rank)}
+    if by_scale:
+        factors = {a: float(full.get(a, 1.0)) for a in range(rank)}
+    else:
+        batch = full.get(0)
+        factors = {a: float(full[a]) / have[a] if a in full else 1.0 for a in range(1, rank)}
+        factors[0] = 1.0 if batch is None or batch == ctx.static_batch else float("nan")
     if factors[0] != 1 or factors[1] != 1 or not all(
             factors[a] >= 1 and float(factors[a]).is_integer() for a in (2, 3)):
-        raise OnnxImportError(f"{ctx.where}: resizes (N, {', '.join(map(str, image))}) by "
-                              f"{[factors[a] for a in range(rank)]}; fastcnn's Upsample scales "
-                              f"the height and width by integers")
+        shown = [None if full.get(a) is None else float(full[a]) for a in range(rank)]
+        shown = [int(v) if v is not None and v.is_integer() else v for v in shown]
+        raise OnnxImportError(f"{ctx.where}: resizes (N, {', '.join(map(str, image))}) to "
+                              f"{'scales' if by_scale else 'sizes'} {shown}; fastcnn's "
+                              f"Upsample scales the height and width by integers")
     return int(factors[2]), int(factors[3])
 
 
@@ -54,9 +61,9 @@ def _upsample(ctx, attrs, x, image, mode, factors, coordinates, rounding):
     if mode != "nearest":
         raise attrs.unsupported("mode", mode, "fastcnn's Upsample is nearest-neighbour")
     if factors != (1, 1) and (coordinates, rounding) not in NEAREST:
-        name, value = ("nearest_mode", rounding) if coordinates in (
-            "asymmetric", "tf_half_pixel_for_nn") else ("coordinate_transformation_mode",
-                                                        coordinates)
+        readable = {mode for mode, _ in NEAREST}       # with another rounding
+        name, value = ("nearest_mode", rounding) if coordinates in readable else \
+            ("coordinate_transformation_mode", coordinates)
         raise attrs.unsupported(name, value, f"with coordinate_transformation_mode="
                                 f"{coordinates!r} and nearest_mode={rounding!r} the pixels "
                                 f"picked are not fastcnn's, x[floor(i / scale)]")
@@ -77,7 +84,7 @@ def resize(ctx, node, attrs):
         coordinates = "asymmetric"
     else:
         scales = None if ctx.input(2) is None else ctx.const(2, "scales")
-        sizes = None if ctx.input(3) is None else ctx.const(3, "sizes")
+        sizes = None if ctx.input(3) is None else ctx.const(3, "sizes", numeric=False)
         coordinates = attrs.take("coordinate_transformation_mode", "half_pixel")
         if coordinates == "tf_crop_and_resize":
             raise attrs.unsupported("coordinate_transformation_mode", coordinates,
@@ -85,7 +92,8 @@ def resize(ctx, node, attrs):
         attrs.take("cubic_coeff_a")
         attrs.take("extrapolation_value")
         attrs.expect("exclude_outside", 0)
-    rounding = attrs.take("nearest_mode", "round_prefer_floor")
+    # Resize-10 is Upsample-9 renamed: x[floor(i / scale)]
+    rounding = attrs.take("nearest_mode", "round_prefer_floor" if ctx.opset >= 11 else "floor")
     attrs.expect("antialias", 0)
     attrs.expect("keep_aspect_ratio_policy", "stretch")
     axes = attrs.take("axes")
