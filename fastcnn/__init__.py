@@ -5,5 +5,6 @@ from .backends.cpu.threads import get_num_threads, set_num_threads
 from .backends import to_device, to_host
 from .gradients import GradcheckError, gradcheck
 from .model import Input, Model, Sequential, load
+from .model.safetensors_io import load_safetensors
 
 __version__ = "0.1.0"

@@ -57,7 +57,23 @@ def read_model(source):
     if not model.HasField("graph") or not model.graph.node:
         raise OnnxImportError(f"{where} holds no ONNX graph with nodes (not an ONNX model, "
                               f"or a truncated one)")
+    _check_names(model, where)
     return model, folder
+
+
+def _check_names(model, where):
+    """Every name the importer reads is text: protobuf hands a string field that is not
+    valid UTF-8 over as bytes, which a corrupted file would slip in."""
+    g = model.graph
+    names = [o.domain for o in model.opset_import]
+    names += [v.name for v in list(g.input) + list(g.output) + list(g.initializer)]
+    for node in g.node:
+        names += [node.name, node.op_type, node.domain, *node.input, *node.output]
+        names += [a.name for a in node.attribute]
+    for t in g.initializer:
+        names += [e.key for e in t.external_data] + [e.value for e in t.external_data]
+    if not all(isinstance(n, str) for n in names):
+        raise OnnxImportError(f"{where} is corrupted: a name in it is not UTF-8 text")
 
 
 # ---------------------------------------------------------------- tensors
