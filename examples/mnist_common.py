@@ -16,6 +16,7 @@ from fastcnn.data import (MNIST_MEAN, MNIST_STD, Compose, DataLoader, RandomRota
 from fastcnn.model import ModelCheckpoint
 
 REPO = Path(__file__).resolve().parent.parent
+HELD_OUT = 2000     # the last 2,000 digits: the fixed split's held-out part
 
 
 def default_data_dir():
@@ -27,14 +28,20 @@ def default_data_dir():
     return REPO.parent / "shared" / "data" / "mnist"
 
 
-def options(description, epochs, batch_size, lr, augment=False):
+def options(description, epochs, batch_size, lr, augment=False, more=None, distributed=True):
+    """The examples' command line; more(parser), if given, adds an example's own options
+    (distributed=False: an example without --distributed)."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--data", type=Path, default=default_data_dir(),
                     help="folder with MNIST IDX files (t10k-images-idx3-ubyte[.gz], "
                          "t10k-labels-idx1-ubyte[.gz]); default: %(default)s")
     ap.add_argument("--kind", default="t10k", help="file prefix: t10k or train")
     ap.add_argument("--train", type=int, default=8000,
-                    help="the first TRAIN digits train, the rest are held out")
+                    help="the first TRAIN digits train, the last 2,000 are held out "
+                         "(default %(default)s)")
+    ap.add_argument("--held-out", type=int, default=None,
+                    help="evaluate on only the first HELD_OUT of the held-out digits (a "
+                         "quick run)")
     ap.add_argument("--epochs", type=int, default=epochs)
     ap.add_argument("--batch-size", type=int, default=batch_size)
     ap.add_argument("--lr", type=float, default=lr)
@@ -46,19 +53,29 @@ def options(description, epochs, batch_size, lr, augment=False):
     ap.add_argument("--out", type=Path, default=REPO / "runs",
                     help="folder for the checkpoint and the plot; default: %(default)s")
     ap.add_argument("--quiet", action="store_true", help="no progress output")
-    ap.add_argument("--distributed", action="store_true",
-                    help="data-parallel over the MPI ranks (run with mpiexec -n N); the "
-                         "batch size is per rank")
+    if distributed:
+        ap.add_argument("--distributed", action="store_true",
+                        help="data-parallel over the MPI ranks (run with mpiexec -n N); the "
+                             "batch size is per rank")
+    else:
+        ap.set_defaults(distributed=False)
+    if more is not None:
+        more(ap)
     return ap.parse_args()
 
 
-def digits(args):
-    """(train, held_out): (x, y) pairs, x normalised with MNIST's mean and deviation."""
+def digits(args, raw=False):
+    """(train, held_out): (x, y) pairs of the fixed split: the last 2,000 digits are held
+    out, the first --train digits train (of MNIST's test set, the first 8,000); x
+    normalised with MNIST's mean and deviation (raw=True: left in [0, 1])."""
     x, y = load_mnist(args.data, args.kind)
-    x = normalize(x, MNIST_MEAN, MNIST_STD)
-    if not 0 < args.train < len(x):
-        raise SystemExit(f"--train must be between 1 and {len(x) - 1}, got {args.train}")
-    return (x[:args.train], y[:args.train]), (x[args.train:], y[args.train:])
+    if not raw:
+        x = normalize(x, MNIST_MEAN, MNIST_STD)
+    split = len(x) - HELD_OUT if len(x) > HELD_OUT else len(x) // 2
+    if not 0 < args.train <= split:
+        raise SystemExit(f"--train must be between 1 and {split}, got {args.train}")
+    held = slice(split, None if args.held_out is None else split + args.held_out)
+    return (x[:args.train], y[:args.train]), (x[held], y[held])
 
 
 def setup(args):
@@ -69,7 +86,7 @@ def setup(args):
     init.seed(args.seed)
 
 
-def train(model, args, name):
+def train(model, args, name, callbacks=()):
     """Fit on the training digits, report on the held-out ones, save the best epoch and
     the loss/accuracy plot under args.out."""
     main = not args.distributed or distributed.is_main()
@@ -89,7 +106,7 @@ def train(model, args, name):
     start = time.perf_counter()
     history = model.fit(batches, epochs=args.epochs, val=held_out, verbose=0 if args.quiet else 1,
                         callbacks=[ModelCheckpoint(checkpoint, monitor="val_accuracy",
-                                                   save_best_only=True)],
+                                                   save_best_only=True), *callbacks],
                         distributed=args.distributed)
     elapsed = time.perf_counter() - start
     accuracy = history["val_accuracy"]
@@ -106,3 +123,19 @@ def train(model, args, name):
     except ImportError as e:
         print(f"no plot: {e}")
     return history
+
+
+def pictures(model, held_out, args, name, labels=None):
+    """The first convolution's filters, a held-out digit's feature maps and the held-out
+    confusion matrix, as PNGs under args.out (fastcnn.viz; skipped without matplotlib)."""
+    from fastcnn import viz
+    x, y = held_out
+    paths = [args.out / f"{name}_{what}.png" for what in ("filters", "maps", "confusion")]
+    try:
+        viz.filters(model, paths[0])
+        viz.feature_maps(model, x[0], paths[1])
+        viz.confusion_matrix(y, model.predict(x), paths[2], labels=labels)
+    except ImportError as e:
+        print(f"no pictures: {e}")
+        return
+    print("pictures: " + ", ".join(str(p) for p in paths))

@@ -13,7 +13,8 @@ import pytest
 import fastcnn
 from fastcnn import gradcheck, nn
 from fastcnn.data import DataLoader
-from fastcnn.model import Graph, Input, Model, ModelFileError, Sequential, load
+from fastcnn.model import (EarlyStopping, Graph, Input, LearningRateScheduler, Model,
+                           ModelCheckpoint, ModelFileError, Sequential, load)
 from fastcnn.optim import SGD, Adam
 from helpers import call, check_gradient, cuda_usable, to_backend
 from test_distributed import mpi, run_check  # noqa: F401  (the fixture, and running a check)
@@ -256,6 +257,24 @@ def test_graph_model_trains_saves_loads_and_moves(tmp_path):
         assert type(alone) is type(block)
         h4 = rng.standard_normal((2, 4, 8, 8)).astype(np.float32)
         np.testing.assert_array_equal(alone.eval().forward(h4), block.eval().forward(h4))
+
+
+def test_callbacks_work_for_a_graph_model(tmp_path):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((40, 2, 6, 6)).astype(np.float32)
+    y = rng.integers(0, 4, 40)
+    model = branchy(np.float32, seed=9)
+    model.compile(Adam(model.parameters(), lr=0.01), nn.SoftmaxCrossEntropy())
+    rates = []
+    callbacks = [ModelCheckpoint(tmp_path / "best.npz", monitor="val_loss",
+                                 save_best_only=True),
+                 EarlyStopping(monitor="loss", patience=0, min_delta=10.0),  # stops at once
+                 LearningRateScheduler(lambda epoch, lr: rates.append(epoch) or lr / 2)]
+    history = model.fit((x, y), epochs=5, val=(x, y), callbacks=callbacks, verbose=0)
+    assert len(history["loss"]) == 2 and rates == [1, 2]
+    assert model.optimizer.lr == pytest.approx(0.0025)
+    best = load(tmp_path / "best.npz")
+    assert type(best) is Graph and best.summary((2, 6, 6)) == model.summary((2, 6, 6))
 
 
 @pytest.mark.skipif(not cuda_usable(), reason="numba-cuda is not installed")

@@ -268,19 +268,6 @@ class Graph(Model):
             wants[node] = blocks.trains(node.layer) or any(wants[i] for i in node.inputs)
         return wants
 
-    def activations(self, *xs):
-        """{node's name: its array} for a batch (one array per input), in eval mode, as
-        host arrays (what fastcnn.viz draws as feature maps)."""
-        out = OrderedDict()
-        dtype = self._dtype()
-        with eval_mode(self):
-            self.forget()
-            xs = [backends.place(x, self.device, dtype) for x in xs]
-            self._run(xs, lambda node, y: out.__setitem__(node.name,
-                                                          backends.to_host(y).copy()))
-            self.forget()
-        return out
-
     # ---- what files and summaries need
 
     def describe(self, position):

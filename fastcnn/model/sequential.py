@@ -88,20 +88,6 @@ class Sequential(Model):
             dy = children[i].backward(dy, need_dx or i > lowest)
         return dy if need_dx else None
 
-    def activations(self, x):
-        """{child's name: its output} for a batch x, in eval mode, as host arrays (what
-        fastcnn.viz draws as feature maps)."""
-        from .. import backends
-        out = OrderedDict()
-        with eval_mode(self):
-            self.forget()
-            x = backends.place(x, self.device, self._dtype())
-            for name, child in self.children.items():
-                x = child.forward(x)
-                out[name] = backends.to_host(x).copy()
-            self.forget()
-        return out
-
     # ---- what files and summaries need
 
     def describe(self, position):
