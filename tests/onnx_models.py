@@ -1,6 +1,10 @@
 """What the ONNX tests share: a model of each layer fastcnn exports, the models of the
 examples, and running a model in ONNX Runtime."""
 
+import importlib
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -102,8 +106,20 @@ def seed_cnn():
                       nn.Flatten(), nn.Linear(64 * 7 * 7, 10))
 
 
+def example(module, function, *args):
+    """A model builder of examples/module.py (importing it as the examples run)."""
+    def make():
+        folder = str(Path(__file__).resolve().parent.parent / "examples")
+        if folder not in sys.path:
+            sys.path.append(folder)
+        return getattr(importlib.import_module(module), function)(*args)
+    return make
+
+
 MODEL_CASES = {
     "seed CNN": (seed_cnn, [(1, 28, 28)]),
+    "ResNet example": (example("resnet", "resnet", 4), [(1, 28, 28)]),
+    "autoencoder example": (example("autoencoder", "autoencoder"), [(1, 28, 28)]),
     "tiny ResNet": (torch_models.fastcnn_resnet, [(1, 8, 8)]),
 }
 
