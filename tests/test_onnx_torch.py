@@ -12,6 +12,7 @@ import fastcnn  # noqa: E402
 from fastcnn.model import Graph  # noqa: E402
 from fastcnn.nn import SoftmaxCrossEntropy  # noqa: E402
 from fastcnn.optim import SGD  # noqa: E402
+from helpers import cuda_usable  # noqa: E402
 from torch_onnx_models import NET_NPZ, NET_ONNX, export, torch_net, torch_seed_cnn  # noqa: E402
 
 
@@ -86,3 +87,19 @@ def test_a_training_step_is_pytorchs(tmp_path):
     for mine, theirs in zip([p for layer in model.layers for p in layer.params.values()],
                             net.parameters()):
         np.testing.assert_allclose(mine, theirs.detach().numpy(), rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.skipif(not cuda_usable(), reason="numba-cuda is not installed")
+def test_on_the_gpu(tmp_path):
+    """An imported model runs where any model runs, and exports from there (a real GPU
+    with FASTCNN_TEST_GPU=1, else Numba's simulator)."""
+    ort = pytest.importorskip("onnxruntime")
+    model = fastcnn.onnx.load(NET_ONNX).to("cuda")
+    data = np.load(NET_NPZ)
+    np.testing.assert_allclose(model.predict(data["input"][:2]), data["output"][:2],
+                               rtol=1e-4, atol=1e-5)
+    fastcnn.onnx.export(model, tmp_path / "again.onnx")
+    session = ort.InferenceSession(str(tmp_path / "again.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"x": data["input"]})[0], data["output"],
+                               rtol=1e-4, atol=1e-5)

@@ -190,7 +190,8 @@ class Context:
                                   f"{', '.join(sorted(converters))})")
         attrs = Attributes(node, self.where, self.folder)
         try:
-            results = convert(self, node, attrs)
+            with np.errstate(all="ignore"):     # a file's weights may hold any numbers
+                results = convert(self, node, attrs)
             attrs.leftover()
         except OnnxImportError:
             raise
