@@ -7,7 +7,13 @@ from scratch on the same 50 examples is the baseline.
     python examples/transfer.py                  # a few minutes: 3 epochs on digits 0-4
     python examples/transfer.py --epochs 5 --per-digit 20 --head-epochs 40
 
-Prints the held-out accuracy on digits 5-9 of the three ways as a table. Writes the
+Prints the held-out accuracy on digits 5-9 of the three ways as a table. The default run
+gave 87.1 % from scratch (the best of three learning rates), 86.4 % with the frozen base
+and 86.2 % fine-tuned: on digits, 50 examples already teach the small CNN most of what
+the base knows, so feature extraction does not win by much, if at all (a base trained 6
+epochs: 89.6 % frozen; a base trained 5 epochs on shifted and rotated digits, the 50
+examples shifted and rotated too: 93.2 % frozen against 92.3 % from scratch, each the
+better of two learning rates). Writes the
 base's weights as a state_dict (runs/transfer_base.npz, PyTorch's key names:
 "features.block1.0.weight", ...), loaded into the new model the way a PyTorch
 checkpoint would be, and runs/transfer_{filters,maps,confusion}.png.
@@ -124,9 +130,9 @@ def main():
             ("fine-tuned top block", tuned, f"block2 lr {args.lr / 10:g}, head {args.lr:g}")]
     for name, value, note in rows:
         print(f"  {name:<22} {100 * value:6.2f}%   {note}")
-    print(f"the frozen base: {100 * (frozen - scratch[best_lr]):+.1f} points over from "
-          f"scratch; an epoch of its head took {frozen_time:.3f} s, of the whole network "
-          f"{scratch_time:.3f} s")
+    print(f"frozen base against from scratch: {100 * (frozen - scratch[best_lr]):+.1f} "
+          f"points; an epoch of the frozen base's head took {frozen_time:.3f} s, of the "
+          f"whole network {scratch_time:.3f} s")
     pictures(model, second_held, args, "transfer", labels=SECOND)
 
 
