@@ -290,11 +290,14 @@ def optimizer_case(draw, name):
 
 def _cases():
     from fuzz_files import idx_case, loader_case, model_case
+    from fuzz_onnx import cases
     return {"layers": layer_case, "losses": loss_case, "optimizers": optimizer_case,
-            "dataloader": loader_case, "read_idx": idx_case, "model_load": model_case}
+            "dataloader": loader_case, "read_idx": idx_case, "model_load": model_case,
+            **cases()}
 
 
 CASES = _cases()
 TARGETS = {"layers": sorted(nn.LAYERS), "losses": sorted(nn.LOSSES),
            "optimizers": sorted(optim.OPTIMIZERS), "dataloader": ["DataLoader"],
-           "read_idx": ["read_idx"], "model_load": ["load"]}
+           "read_idx": ["read_idx"], "model_load": ["load"],
+           **{group: ["load"] for group in ("onnx_load", "safetensors_load") if group in CASES}}

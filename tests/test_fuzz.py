@@ -41,6 +41,7 @@ CASES_PER_EXAMPLE = 50
 BATCH = 25   # cases per hypothesis run in the child
 SHARES = {"functional": 0.56, "layers": 0.16, "losses": 0.05, "optimizers": 0.07,
           "dataloader": 0.06, "read_idx": 0.05, "model_load": 0.05}
+SHARES.update({group: 0.02 for group in TARGETS if group not in SHARES})   # onnx, safetensors
 WORKERS = int(os.environ.get("FUZZ_WORKERS", str(min(2, os.cpu_count() or 1))))
 BASE_SEED = os.environ.get("FUZZ_SEED", "0")
 CASE_TIMEOUT = float(os.environ.get("FUZZ_CASE_TIMEOUT", "60"))

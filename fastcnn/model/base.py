@@ -266,6 +266,12 @@ class Model:
     def load_weights(self, path):
         return io.load_weights(self, path)
 
+    def save_safetensors(self, path, metadata=None):
+        """state_dict() to a .safetensors file, under PyTorch's names: for PyTorch's
+        load_state_dict(safetensors.torch.load_file(path)), or fastcnn.load_safetensors."""
+        from .safetensors_io import save_safetensors
+        save_safetensors(self, path, metadata)
+
     save.__doc__, load_weights.__doc__ = io.save.__doc__, io.load_weights.__doc__
     load.__func__.__doc__ = io.load.__doc__
 

@@ -1,0 +1,220 @@
+"""ONNX graphs written with onnx.helper, one or a few operators each, for the importer's
+tests: every operator fastcnn.onnx.load converts, with the attributes it supports."""
+
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper, shape_inference
+
+rng = np.random.default_rng(0)
+
+
+def w(*shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def ints(*values):
+    return np.array(values, np.int64)
+
+
+def graph(nodes, x_shape, inits=None, opset=17, outputs=("y",), static_batch=None,
+          out_shape=None):
+    """A ModelProto: input "x" of shape (N, *x_shape), the nodes, initializers {name:
+    array}, outputs by name (their shapes left to ONNX's shape inference)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                      [static_batch or "N"] + list(x_shape))
+    outs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, out_shape) for o in outputs]
+    tensors = [numpy_helper.from_array(v, k) for k, v in (inits or {}).items()]
+    opsets = [helper.make_opsetid("", opset)]
+    ir_version = helper.find_min_ir_version_for(opsets)
+    inputs = [x] + ([helper.make_tensor_value_info(t.name, t.data_type, t.dims) for t in tensors]
+                    if ir_version < 4 else [])     # IR 3 lists the initializers as inputs
+    model = helper.make_model(helper.make_graph(nodes, "test", inputs, outs, tensors),
+                              opset_imports=opsets, ir_version=ir_version)
+    return shape_inference.infer_shapes(model)
+
+
+def node(op, inputs, outputs=("y",), name=None, **attrs):
+    return helper.make_node(op, list(inputs), list(outputs), name=name or f"{op.lower()}_node",
+                            **attrs)
+
+
+def _conv(x_shape=(2, 7, 7), cout=3, k=(3, 3), bias=True, opset=17, **attrs):
+    inits = {"W": w(cout, x_shape[0], *k)}
+    if bias:
+        inits["B"] = w(cout)
+    return graph([node("Conv", ["x", "W"] + (["B"] if bias else []), **attrs)], x_shape, inits,
+                 opset)
+
+
+def _pad_then(op, opset, pads=(0, 0, 1, 2, 0, 0, 1, 2), **attrs):
+    if opset >= 11:
+        pad = node("Pad", ["x", "pads"], ["p"], mode="constant")
+        inits = {"pads": ints(*pads)}
+    else:
+        pad, inits = node("Pad", ["x"], ["p"], pads=list(pads), value=0.0), {}
+    if op == "Conv":
+        inits["W"] = w(3, 2, 3, 3)
+        return graph([pad, node("Conv", ["p", "W"], **attrs)], (2, 6, 6), inits, opset)
+    return graph([pad, node(op, ["p"], **attrs)], (2, 6, 6), inits, opset)
+
+
+def _gemm(trans_b=1, c_shape=(4,), **attrs):
+    b = w(4, 6) if trans_b else w(6, 4)
+    inits = {"B": b}
+    if c_shape is not None:
+        inits["C"] = w(*c_shape)
+    return graph([node("Gemm", ["x", "B"] + (["C"] if c_shape is not None else []),
+                       transB=trans_b, **attrs)], (6,), inits)
+
+
+def _two_branches(op, **attrs):
+    """Two 1x1 convolutions of x merged by op."""
+    nodes = [node("Conv", ["x", "W1"], ["a"], "conv1"), node("Conv", ["x", "W2"], ["b"], "conv2"),
+             node(op, ["a", "b"], **attrs)]
+    return graph(nodes, (2, 4, 4), {"W1": w(3, 2, 1, 1), "W2": w(3, 2, 1, 1)})
+
+
+def _bn(x_shape, opset=15):
+    c = x_shape[0]
+    inits = {"s": w(c) * 0.3 + 1, "b": w(c), "m": w(c), "v": np.abs(w(c)) + 0.5}
+    return graph([node("BatchNormalization", ["x", "s", "b", "m", "v"], epsilon=1e-3,
+                       momentum=0.8)], x_shape, inits, opset)
+
+
+def _view_flatten(opset=13):
+    """PyTorch's x.view(x.size(0), -1): Shape, Gather, Unsqueeze, Concat, Reshape."""
+    unsqueeze = node("Unsqueeze", ["n", "zero"], ["n1"]) if opset >= 13 else \
+        node("Unsqueeze", ["n"], ["n1"], axes=[0])
+    nodes = [node("Shape", ["x"], ["s"]), node("Gather", ["s", "i0"], ["n"], axis=0),
+             unsqueeze, node("Concat", ["n1", "minus1"], ["shape"], axis=0),
+             node("Reshape", ["x", "shape"], ["f"]), node("Gemm", ["f", "B"], transB=1)]
+    return graph(nodes, (2, 3, 3), {"i0": np.array(0, np.int64), "zero": ints(0),
+                                    "minus1": ints(-1), "B": w(5, 18)}, opset, out_shape=["N", 5])
+
+
+def _squeeze(opset):
+    pool = node("GlobalAveragePool", ["x"], ["p"])
+    sq = node("Squeeze", ["p", "axes"]) if opset >= 13 else node("Squeeze", ["p"], axes=[2, 3])
+    return graph([pool, sq], (3, 4, 5), {"axes": ints(2, 3)} if opset >= 13 else {}, opset)
+
+
+def _resize(opset, how="scales", **attrs):
+    if opset == 10:
+        return graph([node("Resize", ["x", "scales"], **attrs)], (2, 3, 4),
+                     {"scales": np.array([1, 1, 2, 3], np.float32)}, opset)
+    if how == "scales":
+        inputs, inits = ["x", "", "scales"], {"scales": np.array([1, 1, 2, 2], np.float32)}
+    elif how == "sizes":        # fixed, with the batch size of a static export
+        inputs, inits = ["x", "", "", "sizes"], {"sizes": ints(3, 2, 9, 8)}
+        return graph([node("Resize", inputs, **attrs)], (2, 3, 4), inits, opset, static_batch=3)
+    else:                       # computed: (N, C) of x and (9, 8)
+        nodes = [node("Shape", ["x"], ["s"]), node("Slice", ["s", "zero", "two"], ["nc"]),
+                 node("Concat", ["nc", "hw"], ["sizes"], axis=0),
+                 node("Resize", ["x", "", "", "sizes"], **attrs)]
+        return graph(nodes, (2, 3, 4), {"zero": ints(0), "two": ints(2), "hw": ints(9, 8)},
+                     opset, out_shape=["N", 2, 9, 8])
+    return graph([node("Resize", inputs, **attrs)], (2, 3, 4), inits, opset)
+
+
+def _constants():
+    """Constant, Cast and Identity computing a Reshape target, then Identity on a tensor."""
+    nodes = [node("Constant", [], ["c"], value=numpy_helper.from_array(
+                 np.array([0, -1], np.float32))),
+             node("Cast", ["c"], ["shape"], to=TensorProto.INT64),
+             node("Identity", ["shape"], ["shape2"]),
+             node("Reshape", ["x", "shape2"], ["f"]), node("Identity", ["f"], ["g"], "id2"),
+             node("Relu", ["g"])]
+    return graph(nodes, (2, 2, 2))
+
+
+CASES = {
+    "Conv": lambda: _conv(pads=[1, 1, 1, 1]),
+    "Conv no bias, strides": lambda: _conv(bias=False, strides=[2, 2]),
+    "Conv dilations, kernel_shape": lambda: _conv(dilations=[2, 2], pads=[2, 1, 2, 1],
+                                                  kernel_shape=[3, 3]),
+    "Conv rect": lambda: _conv(k=(3, 1), strides=[1, 2], pads=[1, 0, 1, 0]),
+    "Conv auto_pad SAME_UPPER": lambda: _conv(auto_pad="SAME_UPPER"),
+    "Conv auto_pad VALID": lambda: _conv(auto_pad="VALID"),
+    "Conv opset 7": lambda: _conv(opset=7, pads=[1, 1, 1, 1]),
+    "Pad + Conv": lambda: _pad_then("Conv", 13),
+    "Pad (opset 9) + Conv": lambda: _pad_then("Conv", 9),
+    "Pad + AveragePool": lambda: _pad_then("AveragePool", 18, kernel_shape=[3, 5]),
+    "MaxPool": lambda: graph([node("MaxPool", ["x"], kernel_shape=[2, 2], strides=[2, 2])],
+                             (2, 6, 7)),
+    "MaxPool pads": lambda: graph([node("MaxPool", ["x"], kernel_shape=[3, 3],
+                                        strides=[2, 2], pads=[1, 1, 1, 1])], (2, 7, 7)),
+    "MaxPool SAME_UPPER": lambda: graph([node("MaxPool", ["x"], kernel_shape=[3, 3],
+                                              auto_pad="SAME_UPPER")], (2, 5, 5)),
+    "AveragePool": lambda: graph([node("AveragePool", ["x"], kernel_shape=[2, 3])],
+                                 (2, 6, 6)),
+    "AveragePool pads": lambda: graph([node("AveragePool", ["x"], kernel_shape=[3, 3],
+                                            strides=[1, 1], pads=[1, 1, 1, 1],
+                                            count_include_pad=1)], (2, 5, 5)),
+    "GlobalAveragePool": lambda: graph([node("GlobalAveragePool", ["x"])], (3, 4, 5)),
+    "GlobalMaxPool": lambda: graph([node("GlobalMaxPool", ["x"])], (3, 4, 5)),
+    "ReduceMean": lambda: graph([node("ReduceMean", ["x"], axes=[2, 3], keepdims=0)],
+                                (3, 4, 5), opset=13),
+    "ReduceMax (opset 18)": lambda: graph([node("ReduceMax", ["x", "axes"], keepdims=1)],
+                                          (3, 4, 5), {"axes": ints(-2, -1)}, opset=18),
+    "Gemm": lambda: _gemm(),
+    "Gemm transB=0, alpha, beta": lambda: _gemm(0, (1, 4), alpha=0.5, beta=2.0),
+    "Gemm no C": lambda: _gemm(1, None),
+    "Gemm scalar C": lambda: _gemm(1, (1,)),
+    "MatMul": lambda: graph([node("MatMul", ["x", "B"])], (6,), {"B": w(6, 4)}),
+    "MatMul + Add": lambda: graph([node("MatMul", ["x", "B"], ["h"]),
+                                   node("Add", ["bias", "h"])], (6,), {"B": w(6, 4),
+                                                                       "bias": w(4)}),
+    "Conv + Add bias": lambda: graph([node("Conv", ["x", "W"], ["h"]),
+                                      node("Add", ["h", "b"])], (2, 4, 4),
+                                     {"W": w(3, 2, 3, 3), "b": w(1, 3, 1, 1)}),
+    "Add": lambda: _two_branches("Add"),
+    "Sum": lambda: _two_branches("Sum"),
+    "Mul": lambda: _two_branches("Mul"),
+    "Concat": lambda: _two_branches("Concat", axis=1),
+    "Concat axis -3": lambda: _two_branches("Concat", axis=-3),
+    "Relu": lambda: graph([node("Relu", ["x"])], (3, 4)),
+    "LeakyRelu": lambda: graph([node("LeakyRelu", ["x"], alpha=0.2)], (3, 4)),
+    "LeakyRelu default": lambda: graph([node("LeakyRelu", ["x"])], (3,)),
+    "Elu": lambda: graph([node("Elu", ["x"], alpha=0.6)], (3, 4)),
+    "Sigmoid": lambda: graph([node("Sigmoid", ["x"])], (2, 3, 3)),
+    "Tanh": lambda: graph([node("Tanh", ["x"])], (2, 3, 3)),
+    "Softmax": lambda: graph([node("Softmax", ["x"])], (7,)),
+    "Softmax opset 11 axis 1": lambda: graph([node("Softmax", ["x"], axis=1)], (7,),
+                                             opset=11),
+    "BatchNormalization": lambda: _bn((3, 4, 4)),
+    "BatchNormalization (N, C) opset 9": lambda: _bn((5,), opset=9),
+    "BatchNormalization (N, C, L)": lambda: _bn((3, 6), opset=14),
+    "Dropout": lambda: graph([node("Dropout", ["x", "ratio"])], (3, 4),
+                             {"ratio": np.array(0.3, np.float32)}, opset=13),
+    "Dropout opset 10": lambda: graph([node("Dropout", ["x"], ["y", "mask"], ratio=0.2)],
+                                      (3, 4), opset=10),
+    "Flatten": lambda: graph([node("Flatten", ["x"], axis=1)], (2, 3, 4)),
+    "Reshape": lambda: graph([node("Reshape", ["x", "s"])], (2, 3, 4), {"s": ints(0, -1)}),
+    "Reshape -1 batch": lambda: graph([node("Reshape", ["x", "s"])], (2, 3, 4),
+                                      {"s": ints(-1, 24)}),
+    "Reshape static batch": lambda: graph([node("Reshape", ["x", "s"])], (2, 3, 4),
+                                          {"s": ints(1, 24)}, static_batch=1),
+    "view(x.size(0), -1)": lambda: _view_flatten(13),
+    "view(x.size(0), -1) opset 11": lambda: _view_flatten(11),
+    "Squeeze": lambda: _squeeze(13),
+    "Squeeze opset 11": lambda: _squeeze(11),
+    "Resize scales": lambda: _resize(13, mode="nearest",
+                                     coordinate_transformation_mode="asymmetric",
+                                     nearest_mode="floor"),
+    "Resize sizes half_pixel": lambda: _resize(13, "sizes", mode="nearest"),
+    "Resize computed sizes": lambda: _resize(13, "computed", mode="nearest",
+                                             coordinate_transformation_mode="half_pixel",
+                                             nearest_mode="round_prefer_ceil"),
+    "Resize tf_half_pixel_for_nn": lambda: _resize(
+        13, mode="nearest", coordinate_transformation_mode="tf_half_pixel_for_nn",
+        nearest_mode="floor"),
+    "Resize opset 10": lambda: _resize(10, mode="nearest"),
+    "Resize opset 19": lambda: _resize(19, mode="nearest",
+                                       coordinate_transformation_mode="pytorch_half_pixel",
+                                       nearest_mode="round_prefer_ceil"),
+    "Upsample opset 9": lambda: graph([node("Upsample", ["x", "s"], mode="nearest")],
+                                      (2, 3, 4), {"s": np.array([1, 1, 2, 2], np.float32)},
+                                      opset=9),
+    "Upsample opset 7": lambda: graph([node("Upsample", ["x"], scales=[1.0, 1.0, 3.0, 2.0])],
+                                      (2, 3, 4), opset=7),
+    "Constant, Cast, Identity": _constants,
+}
