@@ -36,8 +36,9 @@ def autoencoder(code_channels=8):
     (a sigmoid output sometimes settles at all-black digits and stays there)."""
     encoder = Sequential(Conv2d(1, 16, 3, padding=1), ReLU(), MaxPool2d(2),         # 16x14x14
                          Conv2d(16, code_channels, 3, padding=1), MaxPool2d(2))     # 8x7x7
-    decoder = Sequential(Upsample(2), Conv2d(code_channels, 16, 3, padding=1), ReLU(),  # 14
-                         Upsample(2), Conv2d(16, 1, 3, padding=1))                      # 28
+    decoder = Sequential(Upsample(scale_factor=2),                                   # 8x14x14
+                         Conv2d(code_channels, 16, 3, padding=1), ReLU(),
+                         Upsample(scale_factor=2), Conv2d(16, 1, 3, padding=1))     # 1x28x28
     return Sequential(OrderedDict(encoder=encoder, decoder=decoder))
 
 

@@ -60,6 +60,13 @@ def _nested():
         nn.Flatten(), nn.Linear(4 * 36, 3))
 
 
+# The exports fastcnn.onnx.load cannot read back yet (their attributes: asymmetric pads,
+# ceil_mode, pool dilation, count_include_pad=0, linear or non-integer Resize, and the
+# ConvTranspose operator): ONNX Runtime checks them, the round trip skips them.
+NOT_READ_BACK = {"Conv2d same", "ConvTranspose2d", "ConvTranspose2d groups", "MaxPool2d ceil",
+                 "MaxPool2d dilation", "AvgPool2d exclude pad", "Upsample bilinear",
+                 "Upsample bilinear corners", "Upsample size"}
+
 # name -> (model builder, input shapes of one example)
 LAYER_CASES = {
     "Linear": (lambda: Sequential(nn.Linear(6, 4)), [(6,)]),
@@ -79,8 +86,30 @@ LAYER_CASES = {
     "MaxPool2d rect": (lambda: Sequential(nn.MaxPool2d((2, 3), stride=(1, 2))), [(2, 5, 7)]),
     "AvgPool2d": (lambda: Sequential(nn.AvgPool2d(2)), [(2, 6, 6)]),
     "AvgPool2d pad": (lambda: Sequential(nn.AvgPool2d(3, stride=1, padding=1)), [(2, 5, 5)]),
-    "Upsample": (lambda: Sequential(nn.Upsample(2)), [(2, 3, 4)]),
-    "Upsample rect": (lambda: Sequential(nn.Upsample((2, 3))), [(2, 3, 4)]),
+    "Upsample": (lambda: Sequential(nn.Upsample(scale_factor=2)), [(2, 3, 4)]),
+    "Upsample rect": (lambda: Sequential(nn.Upsample(scale_factor=(2, 3))), [(2, 3, 4)]),
+    # the operators issue's layers (issue 13)
+    "Conv2d groups": (lambda: Sequential(nn.Conv2d(4, 6, 3, padding=1, groups=2)), [(4, 5, 5)]),
+    "Conv2d depthwise": (lambda: Sequential(nn.Conv2d(3, 6, 3, groups=3)), [(3, 6, 6)]),
+    "Conv2d same": (lambda: Sequential(nn.Conv2d(2, 3, 4, padding="same")), [(2, 6, 7)]),
+    "ConvTranspose2d": (lambda: Sequential(nn.ConvTranspose2d(
+        4, 3, 3, stride=2, padding=1, output_padding=1, groups=1)), [(4, 4, 5)]),
+    "ConvTranspose2d groups": (lambda: Sequential(nn.ConvTranspose2d(
+        4, 6, (2, 3), stride=(2, 1), groups=2, dilation=(1, 2))), [(4, 3, 4)]),
+    "MaxPool2d ceil": (lambda: Sequential(nn.MaxPool2d(3, stride=2, ceil_mode=True)),
+                       [(2, 8, 8)]),
+    "MaxPool2d dilation": (lambda: Sequential(nn.MaxPool2d(2, stride=1, dilation=2)),
+                           [(2, 6, 6)]),
+    "AvgPool2d exclude pad": (lambda: Sequential(nn.AvgPool2d(
+        3, stride=2, padding=1, count_include_pad=False)), [(2, 7, 7)]),
+    "AdaptiveAvgPool2d global": (lambda: Sequential(nn.AdaptiveAvgPool2d(1)), [(3, 5, 4)]),
+    "AdaptiveMaxPool2d global": (lambda: Sequential(nn.AdaptiveMaxPool2d(1)), [(3, 5, 4)]),
+    "Upsample bilinear": (lambda: Sequential(nn.Upsample(scale_factor=2, mode="bilinear")),
+                          [(2, 3, 4)]),
+    "Upsample bilinear corners": (lambda: Sequential(nn.Upsample(
+        size=(5, 7), mode="bilinear", align_corners=True)), [(2, 3, 4)]),
+    "Upsample size": (lambda: Sequential(nn.Upsample(size=(6, 8))), [(2, 3, 4)]),
+    "LogSoftmax": (lambda: Sequential(nn.LogSoftmax()), [(7,)]),
     "Flatten": (lambda: Sequential(nn.Flatten()), [(2, 3, 4)]),
     "ReLU": (lambda: Sequential(nn.ReLU()), [(2, 3, 3)]),
     "LeakyReLU": (lambda: Sequential(nn.LeakyReLU(0.1)), [(2, 3, 3)]),

@@ -11,7 +11,7 @@ pytest.importorskip("onnxruntime")
 import fastcnn  # noqa: E402
 from fastcnn import nn  # noqa: E402
 from fastcnn.model import Graph, Input, Model, Sequential  # noqa: E402
-from onnx_models import LAYER_CASES, MODEL_CASES, build, ort_run  # noqa: E402
+from onnx_models import LAYER_CASES, MODEL_CASES, NOT_READ_BACK, build, ort_run  # noqa: E402,E501
 
 
 def predicted(model, xs):
@@ -38,6 +38,8 @@ def test_onnx_runtime_gives_fastcnns_outputs(case, tmp_path):
     for g, w in zip(got, want):
         assert g.shape == w.shape and g.dtype == np.float32
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+    if case in NOT_READ_BACK:
+        return
     back = fastcnn.onnx.load(path)              # fastcnn -> ONNX -> fastcnn: the same model
     for g, w in zip(predicted(back, xs), want):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)

@@ -52,7 +52,7 @@ def test_shape_arithmetic_leaves_no_layers():
     assert [type(layer).__name__ for layer in model.layers] == ["Linear"]
     assert "bias" in model.layers[0].params
     model = fastcnn.onnx.load(CASES["Pad + Conv"]().SerializeToString())
-    assert model.layers[0].padding == (1, 2)
+    assert model.layers[0].config()["padding"] == (1, 2)
 
 
 def test_the_initializers_become_parameters_that_train(tmp_path):
@@ -78,8 +78,8 @@ def test_the_initializers_become_parameters_that_train(tmp_path):
 
 
 @pytest.mark.parametrize("proto, match", [
-    (graph([node("Conv", ["x", "W"], group=2)], (2, 4, 4), {"W": w(2, 1, 3, 3)}),
-     r"node 'conv_node' \(Conv\): attribute group=2 is not supported"),
+    (graph([node("Conv", ["x", "W"], group=3)], (3, 4, 4), {"W": w(2, 1, 3, 3)}),
+     r"node 'conv_node' \(Conv\): attribute group=3 is not supported"),
     (graph([node("MaxPool", ["x"], kernel_shape=[2, 2], ceil_mode=1)], (2, 5, 5)),
      r"node 'maxpool_node' \(MaxPool\): attribute ceil_mode=1 is not supported"),
     (graph([node("Conv", ["x", "W"], pads=[1, 0, 0, 0])], (2, 4, 4), {"W": w(2, 2, 3, 3)}),

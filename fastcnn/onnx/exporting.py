@@ -17,6 +17,7 @@ import onnx
 from onnx import helper
 
 from .. import backends
+from ..functional._checks import _padding
 from ..model.base import Model
 from ..model.graph import Graph
 from ..model.sequential import Sequential
@@ -250,14 +251,38 @@ def _linear(em, layer, path, xs):
     return em.node("Gemm", inputs, path, transB=1)
 
 
+def _window(layer, xs, kernel):
+    """(strides, pads, dilations) of a conv or pool layer for its input: ONNX's pads are
+    [top, left, bottom, right], a padding mode resolved for the input's size."""
+    w = layer._window
+    stride, dilation = w["stride"], w.get("dilation", (1, 1))
+    top, bottom, left, right = _padding(w["padding"], xs[0].shape[2:], kernel, stride,
+                                        dilation)
+    return list(stride), [top, left, bottom, right], list(dilation)
+
+
 def _conv(em, layer, path, xs):
     inputs = [xs[0].name, _param(em, layer, path, "weight")]
     if "bias" in layer.params:
         inputs.append(_param(em, layer, path, "bias"))
-    (ph, pw) = layer.padding
-    return em.node("Conv", inputs, path, kernel_shape=list(layer.kernel_size),
-                   strides=list(layer.stride), pads=[ph, pw, ph, pw],
-                   dilations=list(layer.dilation), group=1)
+    kernel = tuple(layer.params["weight"].shape[2:])
+    strides, pads, dilations = _window(layer, xs, kernel)
+    return em.node("Conv", inputs, path, kernel_shape=list(kernel), strides=strides,
+                   pads=pads, dilations=dilations, group=layer._window["groups"])
+
+
+def _conv_transpose(em, layer, path, xs):
+    """PyTorch's weight layout (in, out/groups, kh, kw) is ONNX's; padding crops."""
+    inputs = [xs[0].name, _param(em, layer, path, "weight")]
+    if "bias" in layer.params:
+        inputs.append(_param(em, layer, path, "bias"))
+    w = layer._window
+    top, bottom, left, right = w["padding"]
+    return em.node("ConvTranspose", inputs, path,
+                   kernel_shape=list(layer.params["weight"].shape[2:]),
+                   strides=list(w["stride"]), pads=[top, left, bottom, right],
+                   dilations=list(w["dilation"]), output_padding=list(w["output_padding"]),
+                   group=w["groups"])
 
 
 def _batch_norm(em, layer, path, xs):
@@ -269,20 +294,51 @@ def _batch_norm(em, layer, path, xs):
                    momentum=float(1 - layer.momentum))
 
 
-def _pool(op, **extra):
+def _pool(op):
     def convert(em, layer, path, xs):
-        (ph, pw) = layer.padding
-        return em.node(op, [xs[0].name], path, kernel_shape=list(layer.kernel_size),
-                       strides=list(layer.stride), pads=[ph, pw, ph, pw], **extra)
+        w = layer._window
+        kernel = tuple(w["kernel_size"])
+        strides, pads, dilations = _window(layer, xs, kernel)
+        attrs = dict(kernel_shape=list(kernel), strides=strides, pads=pads,
+                     ceil_mode=int(w["ceil_mode"]))
+        if op == "MaxPool":
+            attrs["dilations"] = dilations
+        else:
+            if w["divisor_override"] is not None:
+                raise TypeError(f"export: no ONNX form for {layer!r} (at {path!r}): "
+                                f"AveragePool has no divisor_override")
+            attrs["count_include_pad"] = int(w["count_include_pad"])
+        return em.node(op, [xs[0].name], path, **attrs)
+    return convert
+
+
+def _global_pool(op):
+    def convert(em, layer, path, xs):
+        if tuple(layer._window["output_size"]) not in ((1, 1), (1,)):
+            raise TypeError(f"export: no ONNX form for {layer!r} (at {path!r}): only an "
+                            f"output size of 1 (global pooling) is an ONNX operator")
+        return em.node(op, [xs[0].name], path)
     return convert
 
 
 def _upsample(em, layer, path, xs):
-    scales = em.tensor(f"{path}.scales", [1.0, 1.0] + [float(s) for s in layer.scale_factor],
-                       np.float32)
-    # y[i] = x[floor(i / s)]: an integer scale's nearest neighbour, as PyTorch's
-    return em.node("Resize", [xs[0].name, "", scales], path, mode="nearest",
-                   coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    w = layer._window
+    if w["scale_factor"] is not None:
+        sizes = [em.tensor(f"{path}.scales",
+                           [1.0, 1.0] + [float(f) for f in w["scale_factor"]], np.float32)]
+    else:   # the batch and channels as they come, then the size
+        shape = em.node("Shape", [xs[0].name], f"{path}_shape")
+        head = em.node("Slice", [shape, em.ints(f"{path}.start", [0]),
+                                 em.ints(f"{path}.stop", [2])], f"{path}_head")
+        sizes = ["", em.node("Concat", [head, em.ints(f"{path}.size", list(w["size"]))],
+                             f"{path}_sizes", axis=0)]
+    if layer.op == "upsample_nearest2d":
+        # y[i] = x[floor(i * in / out)]: PyTorch's nearest
+        return em.node("Resize", [xs[0].name, ""] + sizes, path, mode="nearest",
+                       coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    transform = "align_corners" if w["align_corners"] else "pytorch_half_pixel"
+    return em.node("Resize", [xs[0].name, ""] + sizes, path, mode="linear",
+                   coordinate_transformation_mode=transform)
 
 
 def _maxout(em, layer, path, xs):
@@ -309,6 +365,10 @@ def _arg(name):
     return lambda layer: float(layer.config()[name])
 
 
+def _dim(layer):
+    return int(layer._config.get("dim", 1))
+
+
 def _merger(op, **attrs):
     def convert(em, layer, path, xs):
         if op == "Concat":
@@ -325,10 +385,13 @@ def _merger(op, **attrs):
 LAYER_CONVERTERS = {
     L.Linear: _linear,
     L.Conv2d: _conv,
+    L.ConvTranspose2d: _conv_transpose,
     L.BatchNorm1d: _batch_norm,
     L.BatchNorm2d: _batch_norm,
     L.MaxPool2d: _pool("MaxPool"),
-    L.AvgPool2d: _pool("AveragePool", count_include_pad=1),
+    L.AvgPool2d: _pool("AveragePool"),
+    L.AdaptiveAvgPool2d: _global_pool("GlobalAveragePool"),
+    L.AdaptiveMaxPool2d: _global_pool("GlobalMaxPool"),
     L.Upsample: _upsample,
     L.Flatten: _simple("Flatten", axis=1),
     L.ReLU: _simple("Relu"),
@@ -336,7 +399,8 @@ LAYER_CONVERTERS = {
     L.ELU: _simple("Elu", alpha=_arg("alpha")),
     L.Sigmoid: _simple("Sigmoid"),
     L.Tanh: _simple("Tanh"),
-    L.Softmax: _simple("Softmax", axis=1),
+    L.Softmax: _simple("Softmax", axis=_dim),
+    L.LogSoftmax: _simple("LogSoftmax", axis=_dim),
     L.Maxout: _maxout,
     L.Dropout: _simple("Identity"),          # eval mode: dropout is the identity
     merge.Add: _merger("Add"),

@@ -99,18 +99,23 @@ def conv(ctx, node, attrs):
     if w.ndim != 4:
         raise OnnxImportError(f"{ctx.where}: only 2-D convolutions are supported (a 4-D "
                               f"weight), got a weight of shape {w.shape}")
-    attrs.expect("group", 1, reason="fastcnn's Conv2d has no groups")
+    groups = attrs.take("group", 1)
     kernel = attrs.take("kernel_shape", list(w.shape[2:]))
     if list(kernel) != list(w.shape[2:]):
         raise attrs.unsupported("kernel_shape", kernel, f"the weight is {w.shape}")
     strides, padding, dilations, _ = _window(ctx, attrs, image, w.shape[2:], extra)
-    out, cin = w.shape[:2]
+    out, cin = w.shape[0], w.shape[1] * groups
+    if not isinstance(groups, int) or groups < 1 or out % groups:
+        raise attrs.unsupported("group", groups, f"the weight {w.shape} has {out} output "
+                                f"channels, not a multiple of the groups")
     layer = L.Conv2d(cin, out, _short(w.shape[2:]), _short(strides), _short(padding),
-                     _short(dilations), bias=b is not None, dtype=ctx.dtype)
+                     _short(dilations), groups=groups, bias=b is not None, dtype=ctx.dtype)
     layer.params["weight"] = ctx.weight(w)
     if b is not None:
         layer.params["bias"] = ctx.weight(b, (out,))
-    return ctx.call(layer, [x], (out,) + layer.output_hw(*image[1:]))
+    hw = tuple(backends.output_size(image[1 + a], w.shape[2 + a], strides[a],
+                                    (padding[a], padding[a]), dilations[a]) for a in range(2))
+    return ctx.call(layer, [x], (out,) + hw)
 
 
 def _linear(ctx, x, weight, bias):
@@ -308,7 +313,7 @@ for _name, _convert in {"Relu": _activation(L.ReLU), "Sigmoid": _activation(L.Si
     op(_name)(_convert)
 
 
-@op("Softmax")
+@op("Softmax", "LogSoftmax")
 def softmax(ctx, node, attrs):
     x = ctx.tensor(0)
     axis = attrs.take("axis", -1 if ctx.opset >= 13 else 1)
@@ -316,7 +321,8 @@ def softmax(ctx, node, attrs):
         raise attrs.unsupported("axis", axis, f"fastcnn's {node.op_type} is over the classes "
                                 f"of (N, C) scores; the input is (N, "
                                 f"{', '.join(map(str, x.shape))})")
-    return ctx.call(L.Softmax(), [x], x.shape)
+    layer = L.Softmax() if node.op_type == "Softmax" else L.LogSoftmax()
+    return ctx.call(layer, [x], x.shape)
 
 
 @op("Dropout")

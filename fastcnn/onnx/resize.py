@@ -71,7 +71,7 @@ def _upsample(ctx, attrs, x, image, mode, factors, coordinates, rounding):
         return x
     c, h, w = image
     scale = factors[0] if factors[0] == factors[1] else factors
-    return ctx.call(L.Upsample(scale), [x], (c, h * factors[0], w * factors[1]))
+    return ctx.call(L.Upsample(scale_factor=scale), [x], (c, h * factors[0], w * factors[1]))
 
 
 @op("Resize")
