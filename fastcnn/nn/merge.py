@@ -27,6 +27,15 @@ class _Merge(Layer):
             raise RuntimeError(f"{self.name}: backward() needs a forward pass first")
         return self.saved["inputs"]
 
+    def _fold(self, op, xs):
+        """(xs checked, op(...op(op(x0, x1), x2)..., xn)), the last into the reused array."""
+        self.forget()
+        xs = self._checked(xs)
+        y = xs[0]
+        for i, x in enumerate(xs[1:], 2):
+            y = op(y, x, out=self.reuse.out("y", *xs) if i == len(xs) else None)
+        return xs, (self.reuse.keep("y", y) if len(xs) > 1 else y)
+
     def _checked(self, xs):
         """xs as a list of arrays; for Add and Multiply, all of one shape."""
         if not isinstance(xs, (list, tuple)):
@@ -51,14 +60,9 @@ class Add(_Merge):
     """The sum of its inputs, arrays of one shape. Its backward hands dy to every input."""
 
     def forward(self, xs):
-        self.forget()
-        xs = self._checked(xs)
-        y = xs[0]
-        for i, x in enumerate(xs[1:], 2):
-            last = i == len(xs)
-            y = F.add(y, x, out=self.reuse.out("y", *xs) if last else None)
+        xs, y = self._fold(F.add, xs)
         self.saved["inputs"] = len(xs)
-        return self.reuse.keep("y", y) if len(xs) > 1 else y
+        return y
 
     def backward(self, dy, need_dx=True):
         count = self._saved()
@@ -69,14 +73,9 @@ class Multiply(_Merge):
     """The elementwise product of its inputs, arrays of one shape."""
 
     def forward(self, xs):
-        self.forget()
-        xs = self._checked(xs)
-        y = xs[0]
-        for i, x in enumerate(xs[1:], 2):
-            last = i == len(xs)
-            y = F.multiply(y, x, out=self.reuse.out("y", *xs) if last else None)
+        xs, y = self._fold(F.multiply, xs)
         self.saved["inputs"] = xs
-        return self.reuse.keep("y", y) if len(xs) > 1 else y
+        return y
 
     def backward(self, dy, need_dx=True):
         xs = self._saved()
