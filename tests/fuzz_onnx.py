@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import fastcnn
 from fastcnn.model import ModelFileError
-from fuzz_files import TEMPLATES
+from fuzz_files import TEMPLATES, predicts_as_saved
 from fuzz_targets import host, serving
 from fuzz_values import FLOATS
 
@@ -90,14 +90,7 @@ class LoaderCase:
             return host(model.eval().forward(self.x))
 
     def checks(self, runs):
-        run = runs.get("cpu")
-        if self.want is None or run is None or run[0] != "ok":
-            return []
-        got = run[1]
-        if got.shape != self.want.shape or not np.allclose(
-                got, self.want, rtol=1e-5, atol=1e-6, equal_nan=True):
-            return [f"the loaded model predicts other values than the saved one ({self.what})"]
-        return []
+        return predicts_as_saved(self, runs)
 
 
 class OnnxCase(LoaderCase):

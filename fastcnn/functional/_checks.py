@@ -218,14 +218,20 @@ def _conv_out(op, size, kernel, stride, padding, dilation, what, ceil_mode=False
     return tuple(out)
 
 
-def _shape4(op, name, shape):
+def _shape(op, name, shape, layout):
+    """shape checked as a tuple of positive ints of layout's rank (layout: "(N, C, H, W)")."""
+    rank = layout.count(",") + 1
     try:
         shape = tuple(_int(op, name, s, 1) for s in shape)
     except TypeError:
-        raise TypeError(f"{op}: {name} must be a tuple of 4 ints, got {shape!r}") from None
-    if len(shape) != 4:
-        raise ValueError(f"{op}: {name} must be (N, C, H, W), got {shape!r}")
+        raise TypeError(f"{op}: {name} must be a tuple of {rank} ints, got {shape!r}") from None
+    if len(shape) != rank:
+        raise ValueError(f"{op}: {name} must be {layout}, got {shape!r}")
     return shape
+
+
+def _shape4(op, name, shape):
+    return _shape(op, name, shape, "(N, C, H, W)")
 
 
 def _same_shape(op, names, arrays):

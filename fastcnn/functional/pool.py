@@ -4,10 +4,9 @@ divisor_override), adaptive and global pooling, the 1-D pools; forward and backw
 import numpy as np
 
 from .. import _args
-from .._args import integer as _int
 from ._checks import (
     _backend, _conv_out, _floats, _integers, _ndim, _nonempty_batch, _out, _outs, _padding,
-    _same_shape, _shape4)
+    _same_shape, _shape, _shape4)
 
 
 # ---------------------------------------------------------------- pooling
@@ -64,12 +63,8 @@ def _shown(shape, line):
 
 
 def _shape3(op, name, shape):
-    try:
-        shape = tuple(_int(op, name, s, 1) for s in shape)
-    except TypeError:
-        raise TypeError(f"{op}: {name} must be a tuple of 3 ints, got {shape!r}") from None
-    if len(shape) != 3:
-        raise ValueError(f"{op}: {name} must be (N, C, L), got {shape!r}")
+    """A 1-D op's (N, C, L), checked, as the 2-D kernels' (N, C, 1, L)."""
+    shape = _shape(op, name, shape, "(N, C, L)")
     return shape[:2] + (1,) + shape[2:]
 
 

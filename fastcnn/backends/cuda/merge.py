@@ -6,6 +6,7 @@ from numba import cuda
 
 from ._arrays import flat, view, views
 from ._jit import THREADS, blocks_for, i64, kernel
+from .elementwise import multiply_kernel   # (dropout's backward: the same product)
 
 
 def _binary(f):
@@ -18,14 +19,6 @@ def add_kernel(F):
         for i in range(cuda.grid(1), y.size, cuda.gridsize(1)):
             y[i] = a[i] + b[i]
     return add
-
-
-@kernel(_binary)
-def multiply_kernel(F):
-    def multiply(a, b, y):
-        for i in range(cuda.grid(1), y.size, cuda.gridsize(1)):
-            y[i] = a[i] * b[i]
-    return multiply
 
 
 @kernel(lambda f: (f[:, ::1], f[:, ::1], i64, i64, i64))
