@@ -198,6 +198,21 @@ def test_dropout_modes():
     assert layer.forward(x) is x and layer.backward(x) is x
 
 
+@pytest.mark.parametrize("layer, shape", [(lambda: nn.MaxPool2d(3, 2, 1), (2, 3, 7, 8)),
+                                          (lambda: nn.MaxPool1d(2), (2, 3, 9))])
+def test_max_pool_in_eval_mode_keeps_no_indices_yet_goes_backward(layer, shape):
+    """An eval-mode forward writes no arg-max indices (inference); a backward after it (a
+    saliency map) finds them again and gives the training-mode gradient."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(shape).astype(np.float32)
+    train, infer = layer(), layer().eval()
+    y = train.forward(x).copy()
+    np.testing.assert_array_equal(infer.forward(x), y)
+    assert "indices" in train.saved and "indices" not in infer.saved
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    np.testing.assert_array_equal(infer.backward(dy), train.backward(dy))
+
+
 def test_batch_norm_running_statistics():
     rng = np.random.default_rng(3)
     layer = nn.BatchNorm2d(2)

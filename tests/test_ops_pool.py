@@ -32,6 +32,21 @@ def test_max_pool2d(backend, case, data):
                    reference("max_pool2d_backward", np.abs(dy), idx, x.shape), x.dtype)
 
 
+@given(case=max_pool_case())
+def test_max_pool2d_without_indices_gives_the_same_maxima(backend, case):
+    """indices=False (what an eval-mode forward asks): y alone, the very values."""
+    x = case.pop("x")
+    y = run(backend, "max_pool2d", x, indices=False, **case)
+    np.testing.assert_array_equal(y, run(backend, "max_pool2d", x, **case)[0])
+
+
+def test_max_pool1d_without_indices_gives_the_same_maxima(backend):
+    x = np.random.default_rng(3).standard_normal((2, 3, 11)).astype(np.float32)
+    for geometry in (dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1, dilation=2)):
+        np.testing.assert_array_equal(run(backend, "max_pool1d", x, indices=False, **geometry),
+                                      run(backend, "max_pool1d", x, **geometry)[0])
+
+
 @given(case=avg_pool_case(), data=st.data())
 def test_avg_pool2d(backend, case, data):
     x = case.pop("x")
@@ -520,6 +535,11 @@ BAD = [  # (op, arguments, keyword arguments, error, what the message says)
     ("adaptive_max_pool2d_backward", (np.zeros((2, 3, 3, 3), np.float32),
                                       np.full((2, 3, 3, 3), 36, np.int32), X.shape), {},
      ValueError, r"indices must lie in \[0, 36\)"),
+    ("max_pool2d", (X, 2), dict(indices=0), TypeError, "indices must be True or False"),
+    ("max_pool2d", (X, 2), dict(indices=False, out=(None, None)), TypeError,
+     "with indices=False out must be one array"),
+    ("max_pool2d", (X, 2), dict(indices=False, out=np.zeros((2, 3, 2, 2), np.float32)),
+     ValueError, "out"),
     ("max_pool1d", (X, 2), {}, ValueError, r"x must be 3-D \(N, C, L\)"),
     ("max_pool1d", (LINE, (2, 2)), {}, ValueError, "kernel_size must be an int"),
     ("avg_pool1d", (LINE, 2), dict(padding=(1, 0, 0)), ValueError, "padding must be an int"),

@@ -53,7 +53,9 @@ def _viewed(out, shape, line):
     2-D op's as they are (the cuda backend trusts the very index arrays it wrote)."""
     if not line:
         return out
-    return tuple(o.reshape(shape) for o in out) if isinstance(out, tuple) else out.reshape(shape)
+    if isinstance(out, tuple):
+        return tuple(None if o is None else o.reshape(shape) for o in out)
+    return out.reshape(shape)
 
 
 def _shown(shape, line):
@@ -69,22 +71,26 @@ def _shape3(op, name, shape):
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *,
-               backend=None, out=None):
+               indices=True, backend=None, out=None):
     """Max over each window -> (y, indices); indices are int32 arg-max positions h * W + w
     within each input plane (stride defaults to kernel_size; padding never wins; ceil_mode
-    rounds the output size up, as PyTorch)."""
+    rounds the output size up, as PyTorch). indices=False: y alone, for inference, where
+    nothing goes backward (out is then y's array)."""
     return _max_pool("max_pool2d", backend, out, x, kernel_size, stride, padding, dilation,
-                     ceil_mode)
+                     ceil_mode, indices)
 
 
 def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *,
-               backend=None, out=None):
-    """max_pool2d along L of (N, C, L) -> (y, indices in L)."""
+               indices=True, backend=None, out=None):
+    """max_pool2d along L of (N, C, L) -> (y, indices in L), or y with indices=False."""
     return _max_pool("max_pool1d", backend, out, x, kernel_size, stride, padding, dilation,
-                     ceil_mode)
+                     ceil_mode, indices)
 
 
-def _max_pool(op, backend, out, x, kernel_size, stride, padding, dilation, ceil_mode):
+def _max_pool(op, backend, out, x, kernel_size, stride, padding, dilation, ceil_mode, indices):
+    indices = _args.flag(op, "indices", indices)
+    if not indices and isinstance(out, tuple):
+        raise TypeError(f"{op}: with indices=False out must be one array (y's), got a tuple")
     be = _backend(op, backend, {"x": x})
     (x,) = _floats(op, be, x=x)
     line, reads = op.endswith("1d"), {"x": x}
@@ -95,9 +101,10 @@ def _max_pool(op, backend, out, x, kernel_size, stride, padding, dilation, ceil_
     k, s, p, d, y_shape = _pool_args(op, x, kernel_size, stride, padding, dilation, ceil_mode,
                                      line)
     shown = _shown(y_shape, line)
-    out = _outs(op, be, out, [(shown, x.dtype), (shown, np.dtype(np.int32))], reads=reads)
+    specs = [(shown, x.dtype), (shown, np.dtype(np.int32)) if indices else None]
+    out = _outs(op, be, out if indices else (out, None), specs, reads=reads)
     be.max_pool2d(x, k, s, p, d, out=_viewed(out, y_shape, line))
-    return out
+    return out if indices else out[0]
 
 
 def max_pool2d_backward(dy, indices, input_shape, *, backend=None, out=None):

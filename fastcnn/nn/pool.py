@@ -13,6 +13,7 @@ class _Pool(Layer):
 
     op = None
     indices = False    # the op returns (y, indices), which the backward takes
+    lean = False       # ... and gives y alone with indices=False: eval mode asks that
     adaptive = False
     defaults = {}
 
@@ -21,10 +22,14 @@ class _Pool(Layer):
 
     def _forward(self, x):
         op = getattr(F, self.op)
-        if self.indices:
+        if self.indices and (self.training or not self.lean):
             keys = ("y", "indices")
             y, self.saved["indices"] = self.reuse.keep(keys, op(
                 x, **self._window, out=self.reuse.out(keys, x)))
+        elif self.indices:   # eval mode: the maxima alone (a backward finds the indices again)
+            y = self.reuse.keep("y", op(x, **self._window, indices=False,
+                                        out=self.reuse.out("y", x)))
+            self.saved["x"] = x
         else:
             y = self.reuse.keep("y", op(x, **self._window, out=self.reuse.out("y", x)))
         self.saved["input_shape"] = tuple(x.shape)
@@ -34,6 +39,8 @@ class _Pool(Layer):
         shape, backward = self.saved["input_shape"], getattr(F, self.op + "_backward")
         out = self.reuse.out("dx", dy, shape)
         if self.indices:
+            if "indices" not in self.saved:   # after an eval-mode forward (a saliency map)
+                self.saved["indices"] = getattr(F, self.op)(self.saved["x"], **self._window)[1]
             dx = backward(dy, self.saved["indices"], shape, out=out)
         else:
             dx = backward(dy, shape, **({} if self.adaptive else self._window), out=out)
@@ -62,7 +69,7 @@ class MaxPool2d(_Pool):
     """Max over each window of (N, C, H, W); stride defaults to kernel_size; padding never
     wins; ceil_mode rounds the output size up."""
 
-    op, indices = "max_pool2d", True
+    op, indices, lean = "max_pool2d", True, True
     defaults = dict(stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False)
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
@@ -79,7 +86,7 @@ class MaxPool2d(_Pool):
 class MaxPool1d(_Pool):
     """MaxPool2d along L of (N, C, L)."""
 
-    op, indices = "max_pool1d", True
+    op, indices, lean = "max_pool1d", True, True
     defaults = MaxPool2d.defaults
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False,

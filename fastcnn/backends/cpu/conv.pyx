@@ -21,7 +21,7 @@ from blas cimport gemm, real
 
 from fastcnn.backends import output_size
 from fastcnn.backends.cpu import depthwise, winograd
-from fastcnn.backends.cpu.blas_threads import single_threaded_blas
+from fastcnn.backends.cpu.blas_threads import blas_threads
 from fastcnn.backends.cpu.workspace import workspace
 
 
@@ -214,7 +214,7 @@ cdef Geometry conv_geometry(tuple x_shape, tuple y_shape, tuple kernel_size, tup
 
 cdef void _conv2d(const real[:, :, :, ::1] x, const real[:, :, :, ::1] weight,
                   const real[::1] bias, real[:, :, :, ::1] y, Geometry g, int groups,
-                  real* workspace, Py_ssize_t per_thread) noexcept nogil:
+                  real* workspace, Py_ssize_t per_thread, int nthreads) noexcept nogil:
     cdef int kg = weight.shape[0] // groups, ckk = g.c * g.kh * g.kw, plane = g.oh * g.ow
     cdef bint pointwise = is_pointwise(&g), has_bias = bias is not None
     cdef Py_ssize_t task, n
@@ -222,7 +222,7 @@ cdef void _conv2d(const real[:, :, :, ::1] x, const real[:, :, :, ::1] weight,
     cdef real* cols
     cdef real* yn
     cdef real beta
-    for task in prange(x.shape[0] * groups, schedule="static"):
+    for task in prange(x.shape[0] * groups, schedule="static", num_threads=nthreads):
         n, grp = task // groups, task % groups
         yn = &y[n, grp * kg, 0, 0]
         if pointwise:
@@ -250,7 +250,8 @@ def _finite(a):
 
 def _forward(x, weight, bias, stride, padding, dilation, groups, y):
     """y = x convolved with weight (+ bias), for y's extent."""
-    if winograd.applies(x.shape, weight.shape, stride, padding, dilation, groups):
+    if (winograd.applies(x.shape, weight.shape, stride, padding, dilation, groups)
+            and winograd.pays(x.shape, padding)):
         winograd.conv2d(x, weight, bias, padding, out=y)
         if _finite(y):
             return y
@@ -262,12 +263,17 @@ def _forward(x, weight, bias, stride, padding, dilation, groups, y):
                                     dilation, groups)
     cdef Py_ssize_t per_thread = 0 if is_pointwise(&g) else g.c * g.kh * g.kw * g.oh * g.ow
     cdef Py_ssize_t data
-    with workspace(omp_get_max_threads() * per_thread, x.dtype) as ws, single_threaded_blas():
+    # One thread per task (image, group); threads left over go to each task's gemm (a
+    # batch of one image: one task, its gemm on every thread).
+    cdef int threads = omp_get_max_threads()
+    cdef int nthreads = max(1, min(threads, x.shape[0] * groups))
+    with workspace(nthreads * per_thread, x.dtype) as ws, blas_threads(threads // nthreads):
         data = ws.ctypes.data
         if x.dtype == np.float32:
-            _conv2d[float](x, weight, bias, y, g, groups, <float*>data, per_thread)
+            _conv2d[float](x, weight, bias, y, g, groups, <float*>data, per_thread, nthreads)
         else:
-            _conv2d[double](x, weight, bias, y, g, groups, <double*>data, per_thread)
+            _conv2d[double](x, weight, bias, y, g, groups, <double*>data, per_thread,
+                            nthreads)
     return y
 
 
@@ -363,12 +369,13 @@ def _backward(dy, x, weight, stride, padding, dilation, groups, dx, dweight, dbi
     cdef Geometry g = conv_geometry(x_shape, dy.shape, weight.shape[2:], stride, padding,
                                     dilation, groups)
     cdef int k = weight.shape[0], ckk = g.c * g.kh * g.kw
-    cdef int nthreads = min(omp_get_max_threads(), dy.shape[0] * groups)
+    cdef int threads = omp_get_max_threads()
+    cdef int nthreads = max(1, min(threads, dy.shape[0] * groups))   # spare ones: to gemm
     cdef Py_ssize_t per_thread = ((0 if is_pointwise(&g) else ckk * g.oh * g.ow)
                                   + (0 if dweight is None else k * ckk)
                                   + (0 if dbias is None else k))
     cdef Py_ssize_t data
-    with workspace(nthreads * per_thread, dy.dtype) as ws, single_threaded_blas():
+    with workspace(nthreads * per_thread, dy.dtype) as ws, blas_threads(threads // nthreads):
         data = ws.ctypes.data
         if dy.dtype == np.float32:
             _conv2d_backward[float](dy, x, weight, dx, dweight, dbias, dx_bias, y, g, groups,

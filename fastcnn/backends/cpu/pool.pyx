@@ -59,21 +59,24 @@ cdef inline int first_inside(int start, int d) noexcept nogil:
 cdef void max_pool_plane(const real* x, real* y, int* idx, Window g) noexcept nogil:
     """One plane, tap by tap over a whole output row: the inner loop is a branch-free
     select the compiler can vectorise, and each output still sees its taps in
-    row-major order."""
+    row-major order. idx NULL: the maxima alone (inference)."""
     cdef int o, q, i, j, ih, lo, hi, first, at, top
     cdef int w = g.w, sw = g.sw   # locals: the stores below cannot change them
     cdef real v, b
     cdef bint take
     cdef const real* src
     cdef real* best
-    cdef int* best_at
+    cdef int* best_at = NULL
     for o in range(g.oh):
-        best, best_at = y + o * g.ow, idx + o * g.ow
+        best = y + o * g.ow
         top = o * g.sh - g.ph
         ih = first_inside(top, g.dh)
         for q in range(g.ow):   # start from the window's first pixel inside the image
-            first = ih * w + first_inside(q * sw - g.pw, g.dw)
-            best[q], best_at[q] = x[first], first
+            best[q] = x[ih * w + first_inside(q * sw - g.pw, g.dw)]
+        if idx != NULL:
+            best_at = idx + o * g.ow
+            for q in range(g.ow):
+                best_at[q] = ih * w + first_inside(q * sw - g.pw, g.dw)
         for i in range(g.kh):
             ih = top + i * g.dh
             if ih < 0 or ih >= g.h:
@@ -82,6 +85,11 @@ cdef void max_pool_plane(const real* x, real* y, int* idx, Window g) noexcept no
                 tap_columns(&g, j, &lo, &hi)
                 at = ih * w + j * g.dw - g.pw
                 src = x + at
+                if idx == NULL:
+                    for q in range(lo, hi):
+                        v, b = src[q * sw], best[q]
+                        best[q] = v if (not v <= b) & (b == b) else b
+                    continue
                 for q in range(lo, hi):
                     v, b = src[q * sw], best[q]
                     # A strictly larger value wins (ties keep the first); a NaN beats a
@@ -94,13 +102,14 @@ cdef void max_pool_plane(const real* x, real* y, int* idx, Window g) noexcept no
 cdef void _max_pool(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :, :, ::1] idx,
                     Window g) noexcept nogil:
     cdef Py_ssize_t pl, hw = g.h * g.w, ohw = g.oh * g.ow
+    cdef bint with_idx = idx is not None
     for pl in prange(x.shape[0] * x.shape[1], schedule="static"):
         max_pool_plane(&x[0, 0, 0, 0] + pl * hw, &y[0, 0, 0, 0] + pl * ohw,
-                       &idx[0, 0, 0, 0] + pl * ohw, g)
+                       &idx[0, 0, 0, 0] + pl * ohw if with_idx else NULL, g)
 
 
 def max_pool2d(x, kernel_size, stride, padding, dilation, *, out):
-    y, idx = out
+    y, idx = out   # idx None: the maxima alone
     cdef Window g = window(x.shape, y.shape, kernel_size, stride, padding, dilation)
     if x.dtype == np.float32:
         _max_pool[float](x, y, idx, g)

@@ -31,12 +31,14 @@ def window_end(i, size, out):
     return ((i + 1) * size + out - 1) // out
 
 
-@kernel(lambda f: (f[:, :, :, ::1], f[:, :, :, ::1], i32[:, :, :, ::1]) + (i64,) * 8)
+@kernel(lambda f: (f[:, :, :, ::1], f[:, :, :, ::1], i32[:, :, :, ::1]) + (i64,) * 8
+        + (boolean,))
 def max_pool_kernel(F):
-    def max_pool(x, y, indices, kh, kw, sh, sw, ph, pw, dh, dw):
-        """The window's maximum and where it is (h * W + w). Taps go in row-major order and
-        a later one wins only if larger, so ties go to the first; a NaN beats any number
-        and the first NaN stays (NaN propagates). Padding never wins."""
+    def max_pool(x, y, indices, kh, kw, sh, sw, ph, pw, dh, dw, keep):
+        """The window's maximum and, if keep, where it is (h * W + w). Taps go in
+        row-major order and a later one wins only if larger, so ties go to the first; a
+        NaN beats any number and the first NaN stays (NaN propagates). Padding never
+        wins."""
         images, channels, height, width = x.shape
         oh_size, ow_size = y.shape[2], y.shape[3]
         for n in range(cuda.blockIdx.z, images, cuda.gridDim.z):
@@ -54,7 +56,8 @@ def max_pool_kernel(F):
                                 if where < 0 or v > best or (v != v and best == best):
                                     best, where = v, h * width + w
                     y[n, c, oh, ow] = best
-                    indices[n, c, oh, ow] = where
+                    if keep:
+                        indices[n, c, oh, ow] = where
     return max_pool
 
 
@@ -134,12 +137,25 @@ def avg_pool_backward_kernel(F):
 
 
 def max_pool2d(x, kernel_size, stride, padding, dilation, *, out):
-    y, indices = views(out)
+    y, indices = views(out)      # indices None: the maxima alone
     n, c, oh, ow = y.shape
+    keep = indices is not None
     max_pool_kernel(x.dtype)[image_grid(oh * ow, c, n), THREADS](
-        x, y, indices, *kernel_size, *stride, padding[0], padding[2], *dilation)
-    written_indices(indices, x.shape[2] * x.shape[3])   # its backward need not check them
+        x, y, indices if keep else _no_indices(), *kernel_size, *stride, padding[0],
+        padding[2], *dilation, keep)
+    if keep:
+        written_indices(indices, x.shape[2] * x.shape[3])   # its backward need not check them
     return out
+
+
+_none = []
+
+
+def _no_indices():
+    """A one-element stand-in for the indices a kernel is told not to write."""
+    if not _none:
+        _none.append(cuda.device_array((1, 1, 1, 1), np.int32))
+    return _none[0]
 
 
 def max_pool2d_backward(dy, indices, input_shape, *, out):
