@@ -132,7 +132,7 @@ class Fastcnn(Implementation):
         return self.F.max_pool2d(x, kernel_size, backend=self.backend)
 
     def max_pool2d_infer(self, x, kernel_size):
-        return self.F.max_pool2d(x, kernel_size, backend=self.backend)[0]
+        return self.F.max_pool2d(x, kernel_size, indices=False, backend=self.backend)
 
     def max_pool2d_train(self, x, dy, kernel_size):
         y, indices = self.F.max_pool2d(x, kernel_size, backend=self.backend)

@@ -118,3 +118,20 @@ def test_set_num_threads_in_a_forked_child_keeps_one_thread_and_warns_once():
         assert fastcnn.get_num_threads() == 2   # the parent is untouched
     finally:
         fastcnn.set_num_threads(before)
+
+
+@pytest.mark.parametrize("given", [None, "50000"])
+def test_the_short_openmp_spin_is_set_for_libgomp_alone(given):
+    """fastcnn loads libgomp with GOMP_SPINCOUNT=1000 unless the caller set an OpenMP wait
+    setting, and leaves the environment as it found it (for libraries loaded later)."""
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    if given:
+        env["GOMP_SPINCOUNT"] = given
+    code = ("import os, fastcnn, fastcnn.functional as F, numpy as np; "
+            "F.relu(np.ones(4, np.float32)); print(os.environ.get('GOMP_SPINCOUNT'))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=os.path.dirname(__file__),
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(given)]

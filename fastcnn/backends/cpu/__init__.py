@@ -16,6 +16,7 @@ OpenMP), ``threads`` (set_num_threads), ``workspace`` (reused scratch memory) an
 ``blas_threads`` (BLAS on one thread inside OpenMP loops).
 """
 
+from . import _openmp  # noqa: F401  (first: it loads libgomp with its settings)
 from .._numpy import (DEVICE, asarray, check_indices, check_labels, empty,  # noqa: F401
                       is_array, to_host, zeros)
 from ..reference.elementwise import (dropout, dropout_backward, elu,  # noqa: F401

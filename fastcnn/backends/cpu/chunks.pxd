@@ -12,3 +12,10 @@ cdef enum:
 cdef inline int threads_for(Py_ssize_t chunks) noexcept nogil:
     """No more threads than chunks: a small array runs on the calling thread alone."""
     return <int>min(<Py_ssize_t>omp_get_max_threads(), chunks)
+
+
+cdef inline int threads_for_pixels(Py_ssize_t pixels) noexcept nogil:
+    """Threads for a loop over this many pixels: one per CHUNK of them (at least one), so a
+    small image (a batch of one) is not split over threads that cost more to wake than it
+    takes to compute."""
+    return threads_for(pixels // CHUNK + 1)

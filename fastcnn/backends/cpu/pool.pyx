@@ -15,6 +15,7 @@ from libc.string cimport memset
 from openmp cimport omp_get_max_threads
 
 from blas cimport real
+from chunks cimport threads_for_pixels
 
 from fastcnn.backends.cpu.workspace import workspace
 
@@ -103,7 +104,8 @@ cdef void _max_pool(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :, 
                     Window g) noexcept nogil:
     cdef Py_ssize_t pl, hw = g.h * g.w, ohw = g.oh * g.ow
     cdef bint with_idx = idx is not None
-    for pl in prange(x.shape[0] * x.shape[1], schedule="static"):
+    for pl in prange(x.shape[0] * x.shape[1], schedule="static",
+                     num_threads=threads_for_pixels(x.shape[0] * x.shape[1] * hw)):
         max_pool_plane(&x[0, 0, 0, 0] + pl * hw, &y[0, 0, 0, 0] + pl * ohw,
                        &idx[0, 0, 0, 0] + pl * ohw if with_idx else NULL, g)
 
@@ -126,7 +128,7 @@ cdef void _max_unpool(const real[:, :, :, ::1] dy, const int[:, :, :, ::1] idx,
     cdef real* dxp
     cdef const real* dyp
     cdef const int* ip
-    for pl in prange(planes, schedule="static"):
+    for pl in prange(planes, schedule="static", num_threads=threads_for_pixels(planes * hw)):
         dxp = &dx[0, 0, 0, 0] + pl * hw
         dyp = &dy[0, 0, 0, 0] + pl * ohw
         ip = &idx[0, 0, 0, 0] + pl * ohw
@@ -198,7 +200,8 @@ cdef void avg_pool_plane(const real* x, real* y, Window g, const real* scale) no
 cdef void _avg_pool(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, Window g,
                     const real[:, ::1] scale) noexcept nogil:
     cdef Py_ssize_t pl, hw = g.h * g.w, ohw = g.oh * g.ow
-    for pl in prange(x.shape[0] * x.shape[1], schedule="static"):
+    for pl in prange(x.shape[0] * x.shape[1], schedule="static",
+                     num_threads=threads_for_pixels(x.shape[0] * x.shape[1] * hw)):
         avg_pool_plane(&x[0, 0, 0, 0] + pl * hw, &y[0, 0, 0, 0] + pl * ohw, g, &scale[0, 0])
 
 
@@ -238,7 +241,8 @@ cdef void avg_unpool_plane(const real* dy, real* dx, Window g, const real* scale
 cdef void _avg_unpool(const real[:, :, :, ::1] dy, real[:, :, :, ::1] dx, Window g,
                       const real[:, ::1] scale, real* workspace) noexcept nogil:
     cdef Py_ssize_t pl, hw = g.h * g.w, ohw = g.oh * g.ow
-    for pl in prange(dx.shape[0] * dx.shape[1], schedule="static"):
+    for pl in prange(dx.shape[0] * dx.shape[1], schedule="static",
+                     num_threads=threads_for_pixels(dx.shape[0] * dx.shape[1] * hw)):
         avg_unpool_plane(&dy[0, 0, 0, 0] + pl * ohw, &dx[0, 0, 0, 0] + pl * hw, g,
                          &scale[0, 0], workspace + threadid() * g.ow)
 
@@ -457,7 +461,8 @@ cdef void adaptive_max_plane(const real* x, real* y, int* idx, const Windows* g)
 cdef void _adaptive_max(const real[:, :, :, ::1] x, real[:, :, :, ::1] y,
                         int[:, :, :, ::1] idx, Windows g) noexcept nogil:
     cdef Py_ssize_t pl, hw = g.h * g.w, ohw = g.oh * g.ow
-    for pl in prange(x.shape[0] * x.shape[1], schedule="static"):
+    for pl in prange(x.shape[0] * x.shape[1], schedule="static",
+                     num_threads=threads_for_pixels(x.shape[0] * x.shape[1] * hw)):
         adaptive_max_plane(&x[0, 0, 0, 0] + pl * hw, &y[0, 0, 0, 0] + pl * ohw,
                            &idx[0, 0, 0, 0] + pl * ohw, &g)
 
