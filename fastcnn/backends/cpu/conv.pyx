@@ -21,7 +21,7 @@ from blas cimport gemm, real
 
 from fastcnn.backends import output_size
 from fastcnn.backends.cpu import depthwise, winograd
-from fastcnn.backends.cpu.blas_threads import blas_threads
+from fastcnn.backends.cpu.blas_threads import single_threaded_blas
 from fastcnn.backends.cpu.workspace import workspace
 
 
@@ -263,11 +263,10 @@ def _forward(x, weight, bias, stride, padding, dilation, groups, y):
                                     dilation, groups)
     cdef Py_ssize_t per_thread = 0 if is_pointwise(&g) else g.c * g.kh * g.kw * g.oh * g.ow
     cdef Py_ssize_t data
-    # One thread per task (image, group); threads left over go to each task's gemm (a
-    # batch of one image: one task, its gemm on every thread).
+    # One thread per task (image, group), at most: a batch of one image runs on one.
     cdef int threads = omp_get_max_threads()
     cdef int nthreads = max(1, min(threads, x.shape[0] * groups))
-    with workspace(nthreads * per_thread, x.dtype) as ws, blas_threads(threads // nthreads):
+    with workspace(nthreads * per_thread, x.dtype) as ws, single_threaded_blas():
         data = ws.ctypes.data
         if x.dtype == np.float32:
             _conv2d[float](x, weight, bias, y, g, groups, <float*>data, per_thread, nthreads)
@@ -370,12 +369,12 @@ def _backward(dy, x, weight, stride, padding, dilation, groups, dx, dweight, dbi
                                     dilation, groups)
     cdef int k = weight.shape[0], ckk = g.c * g.kh * g.kw
     cdef int threads = omp_get_max_threads()
-    cdef int nthreads = max(1, min(threads, dy.shape[0] * groups))   # spare ones: to gemm
+    cdef int nthreads = max(1, min(threads, dy.shape[0] * groups))
     cdef Py_ssize_t per_thread = ((0 if is_pointwise(&g) else ckk * g.oh * g.ow)
                                   + (0 if dweight is None else k * ckk)
                                   + (0 if dbias is None else k))
     cdef Py_ssize_t data
-    with workspace(nthreads * per_thread, dy.dtype) as ws, blas_threads(threads // nthreads):
+    with workspace(nthreads * per_thread, dy.dtype) as ws, single_threaded_blas():
         data = ws.ctypes.data
         if dy.dtype == np.float32:
             _conv2d_backward[float](dy, x, weight, dx, dweight, dbias, dx_bias, y, g, groups,
