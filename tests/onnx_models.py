@@ -60,12 +60,9 @@ def _nested():
         nn.Flatten(), nn.Linear(4 * 36, 3))
 
 
-# The exports fastcnn.onnx.load cannot read back yet (their attributes: asymmetric pads,
-# ceil_mode, pool dilation, count_include_pad=0, linear or non-integer Resize, and the
-# ConvTranspose operator): ONNX Runtime checks them, the round trip skips them.
-NOT_READ_BACK = {"Conv2d same", "ConvTranspose2d", "ConvTranspose2d groups", "MaxPool2d ceil",
-                 "MaxPool2d dilation", "AvgPool2d exclude pad", "Upsample bilinear",
-                 "Upsample bilinear corners", "Upsample size"}
+# The exports fastcnn.onnx.load cannot read back (ONNX Runtime checks them, the round trip
+# skips them): none, every layer's export is read back.
+NOT_READ_BACK = set()
 
 # name -> (model builder, input shapes of one example)
 LAYER_CASES = {
