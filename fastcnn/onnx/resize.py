@@ -60,13 +60,15 @@ def _target(ctx, image, scales, sizes, axes):
         kept = full.get(0) in (None, ctx.static_batch) and full.get(1, have[1]) == have[1]
         hw = tuple(int(full.get(a, have[a])) for a in (2, 3))
         factors = None
-    if not kept or min(hw) < 1 or image[0] * hw[0] * hw[1] > MAX_ACTIVATIONS:
+    if min(hw) >= 1 and image[0] * hw[0] * hw[1] > MAX_ACTIVATIONS:   # before the pixels
+        ctx.budget(image[0] * hw[0] * hw[1], ctx.where)         # are compared: refused
+    if not kept or min(hw) < 1:
         shown = [None if full.get(a) is None else float(full[a]) for a in range(rank)]
         shown = [int(v) if v is not None and v.is_integer() else v for v in shown]
         raise OnnxImportError(f"{ctx.where}: resizes (N, {', '.join(map(str, image))}) by "
                               f"{'scales' if by_scale else 'sizes'} {shown}; fastcnn's "
-                              f"Upsample resizes the height and width of images to at least "
-                              f"one pixel (within importing.MAX_ACTIVATIONS)")
+                              f"Upsample resizes the height and width of images, to at "
+                              f"least one pixel")
     return factors, hw
 
 
