@@ -89,6 +89,8 @@ CASES = {
     "LogSoftmax": (lambda: nn.LogSoftmax(), ("LogSoftmax", (1,), {}), (4, 7)),
     "LogSoftmax dim 0": (lambda: nn.LogSoftmax(0), ("LogSoftmax", (0,), {}), (4, 3, 2)),
     "Flatten": (lambda: nn.Flatten(1, 2), ("Flatten", (1, 2), {}), (2, 3, 4, 5)),
+    "Unflatten": (lambda: nn.Unflatten(-2, (2, -1)), ("Unflatten", (-2, (2, -1)), {}),
+                  (2, 3, 6, 5)),
 }
 
 
@@ -181,6 +183,9 @@ def test_weight_layout_and_init_are_pytorchs(torch, make, spec):
     (lambda: nn.Flatten(3), np.zeros((2, 3, 4)),
      r"^Flatten\(start_dim=3\): start_dim must be in \[-3, 3\) for an input of shape "
      r"\(2, 3, 4\), got 3"),
+    (lambda: nn.Unflatten(1, (2, 2)), np.zeros((2, 5)),
+     r"^Unflatten\(1, \(2, 2\)\): unflattened_size \(2, 2\) does not hold the 5 entries of "
+     r"axis 1"),
 ])
 def test_errors_name_the_layer(make, x, match):
     with pytest.raises(ValueError, match=match):

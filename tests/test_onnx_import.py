@@ -55,6 +55,36 @@ def test_shape_arithmetic_leaves_no_layers():
     assert model.layers[0].config()["padding"] == (1, 2)
 
 
+def _layers(case):
+    model = fastcnn.onnx.load(CASES[case]().SerializeToString())
+    return [(type(layer).__name__, layer.config()) for layer in model.layers]
+
+
+def test_windows_read_as_the_layers_take_them():
+    assert _layers("Conv asymmetric pads")[0][1]["padding"] == (1, 2, 0, 1)  # t, b, l, r
+    assert _layers("MaxPool dilations, pads, ceil_mode") == [("MaxPool2d", dict(
+        kernel_size=3, stride=2, padding=(1, 1, 1, 0), dilation=(2, 1), ceil_mode=True))]
+    assert _layers("AveragePool count_include_pad=0") == [("AvgPool2d", dict(
+        kernel_size=3, stride=2, padding=1, count_include_pad=False))]
+    assert _layers("Pad + AveragePool with pads") == [("AvgPool2d", dict(
+        kernel_size=3, stride=1, padding=(1, 0, 1, 1)))]   # the Pad's zeros count
+    assert _layers("ConvTranspose")[0] == ("ConvTranspose2d", dict(
+        in_channels=4, out_channels=3, kernel_size=3, stride=2, padding=1, output_padding=1))
+    assert _layers("Resize nearest sizes 7, 5") == [("Upsample", dict(size=(7, 5)))]
+    assert _layers("Resize linear align_corners scales") == [("Upsample", dict(
+        scale_factor=(2, 1.5), mode="bilinear", align_corners=True))]
+
+
+def test_reshapes_are_the_fewest_layers():
+    assert _layers("Reshape merging axes") == [("Flatten", dict(end_dim=2))]
+    assert _layers("Reshape splitting an axis") == [("Unflatten", dict(
+        dim=1, unflattened_size=(2, 3)))]
+    assert _layers("Reshape anyhow") == [("Flatten", {}), ("Unflatten", dict(
+        dim=1, unflattened_size=(4, 6)))]
+    assert [kind for kind, _ in _layers("Unsqueeze")] == ["Unflatten", "Conv2d"]
+    assert _layers("Squeeze") == [("AvgPool2d", dict(kernel_size=(4, 5))), ("Flatten", {})]
+
+
 def test_the_initializers_become_parameters_that_train(tmp_path):
     nodes = [node("Conv", ["x", "W", "B"], ["h"], pads=[1, 1, 1, 1]),
              node("BatchNormalization", ["h", "s", "b", "m", "v"], ["n"]),
@@ -157,10 +187,12 @@ def test_the_initializers_become_parameters_that_train(tmp_path):
            {"p": ints(0, 0, 1, 1, 0, 0, 1, 1), "v": np.array(1.0, np.float32),
             "W": w(2, 2, 3, 3)}),
      r"\(Pad\): pads .* fastcnn supports 2 pads per axis, with 0"),
-    (graph([node("Reshape", ["x", "s"])], (2, 3, 4), {"s": ints(0, 6, 4)}),
-     r"\(Reshape\): reshapes \(N, 2, 3, 4\) to \(N, 6, 4\)"),
-    (graph([node("Unsqueeze", ["x", "a"])], (3,), {"a": ints(2)}),
-     r"\(Unsqueeze\): adds axes \[2\]"),
+    (graph([node("Reshape", ["x", "s"])], (2, 3, 4), {"s": ints(4, -1)}),
+     r"\(Reshape\): reshapes to \[4, -1\], which does not keep the batch axis"),
+    (graph([node("Reshape", ["x", "s"])], (2, 3, 4), {"s": ints(2, 0, 3, 4)}),
+     r"\(Reshape\): reshapes \(N, 2, 3, 4\) to \[2, 2, 3, 4\], which does not keep"),
+    (graph([node("Unsqueeze", ["x", "a"])], (3,), {"a": ints(0)}),
+     r"\(Unsqueeze\): adds axes \[0\] .* keep the batch axis first"),
     (graph([node("Mul", ["x", "c"])], (3,), {"c": w(3)}),
      r"\(Mul\): multiplies a tensor by a constant"),
     (graph([node("Relu", ["x"], ["r"]), node("Add", ["r", "c"])], (3,), {"c": w(3)}),
