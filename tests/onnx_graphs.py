@@ -139,6 +139,38 @@ def _resized(how, values, x_shape=(2, 3, 4), opset=19, **attrs):
                  static_batch=3 if how == "sizes" else None)
 
 
+def _torch_pad():
+    """F.pad(x, (0, 1, 1, 0)) then a Conv as torch.onnx.export writes it: the pads (left,
+    right, top, bottom) turned into ONNX's by ConstantOfShape, Concat, Reshape, a
+    reversing Slice, Transpose, Reshape and Cast."""
+    zero = helper.make_tensor("value", TensorProto.INT64, [1], [0])
+    nodes = [node("ConstantOfShape", ["four"], ["z"], value=zero),
+             node("Concat", ["given", "z"], ["c"], axis=0),
+             node("Reshape", ["c", "pairs"], ["r"]),
+             node("Slice", ["r", "minus1", "low", "zero", "minus1"], ["s"]),
+             node("Transpose", ["s"], ["t"], perm=[1, 0]),
+             node("Reshape", ["t", "minus1"], ["f"], "flat"),
+             node("Cast", ["f"], ["pads"], to=TensorProto.INT64),
+             node("Pad", ["x", "pads"], ["p"], mode="constant"), node("Conv", ["p", "W"])]
+    return graph(nodes, (2, 5, 5), {"four": ints(4), "given": ints(0, 1, 1, 0),
+                                    "pairs": ints(-1, 2), "minus1": ints(-1),
+                                    "low": ints(-2**63), "zero": ints(0), "W": w(3, 2, 3, 3)})
+
+
+def _torch_unflatten():
+    """nn.Unflatten(1, (2, 3)) as torch.onnx.export writes it: the axis taken Mod the
+    rank, the shape sliced around it."""
+    nodes = [node("Mod", ["one", "rank"], ["axis"]), node("Shape", ["x"], ["shape"]),
+             node("Slice", ["shape", "zero", "axis"], ["head"]),
+             node("Add", ["axis", "one"], ["next"]),
+             node("Slice", ["shape", "next", "big"], ["tail"], "tail"),
+             node("Concat", ["head", "sizes", "tail"], ["target"], axis=0),
+             node("Reshape", ["x", "target"])]
+    return graph(nodes, (6, 4), {"one": ints(1), "rank": ints(3), "zero": ints(0),
+                                 "big": ints(2**62), "sizes": ints(2, 3)},
+                 out_shape=["N", 2, 3, 4])
+
+
 def _constants():
     """Constant, Cast and Identity computing a Reshape target, then Identity on a tensor."""
     nodes = [node("Constant", [], ["c"], value=numpy_helper.from_array(
@@ -335,4 +367,6 @@ CASES = {
     "Upsample opset 7": lambda: graph([node("Upsample", ["x"], scales=[1.0, 1.0, 3.0, 2.0])],
                                       (2, 3, 4), opset=7),
     "Constant, Cast, Identity": _constants,
+    "ConstantOfShape, Transpose: PyTorch's F.pad": _torch_pad,
+    "Mod: PyTorch's nn.Unflatten": _torch_unflatten,
 }
