@@ -163,8 +163,9 @@ def conv_transpose(ctx, node, attrs):
 
 def _transposed_pads(attrs, image, kernel, strides, dilations, extra):
     """A ConvTranspose's pads (top, left, bottom, right): given, or what output_shape (or
-    auto_pad SAME_*: the input's size times the stride) asks for. An odd total is split
-    one way by the ONNX spec and the other by ONNX Runtime, so it is refused."""
+    auto_pad SAME_*: the input's size times the stride) asks for, split as the ONNX spec
+    and ONNX Runtime 1.32 split it: the odd one at the end with SAME_UPPER, else at the
+    start."""
     pads = attrs.take("pads", [0, 0, 0, 0])
     auto = attrs.take("auto_pad", "NOTSET")
     shape = attrs.take("output_shape")
@@ -184,10 +185,11 @@ def _transposed_pads(attrs, image, kernel, strides, dilations, extra):
     for a in range(2):
         total = (image[1 + a] - 1) * strides[a] + extra[a] + dilations[a] * (
             kernel[a] - 1) + 1 - wanted[a]
-        if total < 0 or total % 2:
-            raise attrs.unsupported(name, value, f"it pads axis {a + 2} by {total} in all: "
-                                    f"fastcnn reads a total that is even and not negative")
-        pads[a] = pads[a + 2] = total // 2
+        if total < 0:
+            raise attrs.unsupported(name, value, f"axis {a + 2} would need {-total} more "
+                                    f"output rows than the transposed convolution makes")
+        early = total // 2 if auto == "SAME_UPPER" else total - total // 2
+        pads[a], pads[a + 2] = early, total - early
     return pads
 
 
