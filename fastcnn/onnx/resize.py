@@ -10,9 +10,11 @@ computed by ONNX Runtime in float32 from the scales (given, or OH / H for sizes)
   where no output axis has one pixel (it reads pixel 0 there, PyTorch the middle);
   align_corners is align_corners=True; the others (asymmetric, ...) are refused;
 - nearest: the pixels ONNX Runtime's rule picks along each axis are computed here and
-  compared with fastcnn's; the resize is read where they are the same (asymmetric with
-  floor always is for sizes, and for integer scales; half_pixel with round_prefer_floor
-  or round_prefer_ceil for integer factors), else refused;
+  compared with fastcnn's; the resize is read where they are the same, else refused.
+  asymmetric with floor (PyTorch's nearest) is the same for integer scales and for
+  every size tried, but not for every non-integer scale (ONNX Runtime divides by 2.2,
+  PyTorch multiplies by 1 / 2.2, and doubles 2 pixels to 4 as x[i // 2]); half_pixel
+  with round_prefer_floor or round_prefer_ceil is the same for integer factors only;
 - scales: the output size is ONNX Runtime's floor(H * scale) in float32, which for some
   scales (7/3 of 3) is one more than PyTorch's in double: those are refused.
 """
