@@ -10,7 +10,7 @@ import zlib
 import numpy as np
 import pytest
 
-from fastcnn import nn
+from fastcnn import init, nn
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,11 @@ def test_arguments_and_defaults_are_pytorchs(torch, name):
 def test_weight_layout_and_init_are_pytorchs(torch, make, spec):
     """The same parameter shapes as PyTorch's, drawn from the same bound: 1/sqrt(fan_in),
     fan_in = weight.shape[1] * kernel (for ConvTranspose2d out/groups * kernel, PyTorch's
-    rule for its (in, out/groups, ...) weight)."""
+    rule for its (in, out/groups, ...) weight). Both draws are seeded: the max of a few
+    bias values falls below 0.6 of the bound one time in four, so unseeded the test
+    passed or failed with the cases that ran before it."""
+    init.seed(0)
+    torch.manual_seed(0)
     layer = make()
     module = getattr(torch.nn, spec[0])(*spec[1], **spec[2])
     for key, value in layer.params.items():
