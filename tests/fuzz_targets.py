@@ -61,6 +61,7 @@ def _ctor_value(draw, name, g, default):
               "pool_size": g["pool"], "groups": 1, "output_padding": 0,
               "output_size": draw(st.sampled_from([1, 2, (2, None)])), "size": None,
               "dim": draw(st.sampled_from([1, -1])), "start_dim": 1, "end_dim": -1,
+              "unflattened_size": draw(st.sampled_from([(-1, 1), (1, -1)])),
               "ceil_mode": draw(st.booleans()), "count_include_pad": draw(st.booleans()),
               "divisor_override": None, "return_indices": False, "align_corners": None,
               "dtype": g["dtype"], "rng": g["seed"],

@@ -45,16 +45,30 @@ def _conv(x_shape=(2, 7, 7), cout=3, k=(3, 3), bias=True, opset=17, **attrs):
                  opset)
 
 
-def _pad_then(op, opset, pads=(0, 0, 1, 2, 0, 0, 1, 2), **attrs):
+def _pad_then(op, opset, padded=(0, 0, 1, 2, 0, 0, 1, 2), **attrs):
+    """A Pad of x by padded (zeros) in front of op (attrs: op's)."""
     if opset >= 11:
         pad = node("Pad", ["x", "pads"], ["p"], mode="constant")
-        inits = {"pads": ints(*pads)}
+        inits = {"pads": ints(*padded)}
     else:
-        pad, inits = node("Pad", ["x"], ["p"], pads=list(pads), value=0.0), {}
+        pad, inits = node("Pad", ["x"], ["p"], pads=list(padded), value=0.0), {}
     if op == "Conv":
         inits["W"] = w(3, 2, 3, 3)
         return graph([pad, node("Conv", ["p", "W"], **attrs)], (2, 6, 6), inits, opset)
     return graph([pad, node(op, ["p"], **attrs)], (2, 6, 6), inits, opset)
+
+
+def _conv_transpose(x_shape=(4, 3, 4), cout=3, k=(3, 3), group=1, bias=True, opset=17,
+                    **attrs):
+    inits = {"W": w(x_shape[0], cout // group, *k)}
+    if bias:
+        inits["B"] = w(cout)
+    return graph([node("ConvTranspose", ["x", "W"] + (["B"] if bias else []), group=group,
+                       **attrs)], x_shape, inits, opset)
+
+
+def _pool(op, x_shape=(2, 7, 7), opset=19, **attrs):
+    return graph([node(op, ["x"], **attrs)], x_shape, opset=opset)
 
 
 def _gemm(trans_b=1, c_shape=(4,), **attrs):
@@ -115,6 +129,48 @@ def _resize(opset, how="scales", **attrs):
     return graph([node("Resize", inputs, **attrs)], (2, 3, 4), inits, opset)
 
 
+def _resized(how, values, x_shape=(2, 3, 4), opset=19, **attrs):
+    """A Resize of x by scales or to sizes (for H and W) given as an initializer."""
+    if how == "scales":
+        inputs, inits = ["x", "", "r"], {"r": np.array([1, 1] + list(values), np.float32)}
+    else:
+        inputs, inits = ["x", "", "", "r"], {"r": ints(3, x_shape[0], *values)}
+    return graph([node("Resize", inputs, **attrs)], x_shape, inits, opset,
+                 static_batch=3 if how == "sizes" else None)
+
+
+def _torch_pad():
+    """F.pad(x, (0, 1, 1, 0)) then a Conv as torch.onnx.export writes it: the pads (left,
+    right, top, bottom) turned into ONNX's by ConstantOfShape, Concat, Reshape, a
+    reversing Slice, Transpose, Reshape and Cast."""
+    zero = helper.make_tensor("value", TensorProto.INT64, [1], [0])
+    nodes = [node("ConstantOfShape", ["four"], ["z"], value=zero),
+             node("Concat", ["given", "z"], ["c"], axis=0),
+             node("Reshape", ["c", "pairs"], ["r"]),
+             node("Slice", ["r", "minus1", "low", "zero", "minus1"], ["s"]),
+             node("Transpose", ["s"], ["t"], perm=[1, 0]),
+             node("Reshape", ["t", "minus1"], ["f"], "flat"),
+             node("Cast", ["f"], ["pads"], to=TensorProto.INT64),
+             node("Pad", ["x", "pads"], ["p"], mode="constant"), node("Conv", ["p", "W"])]
+    return graph(nodes, (2, 5, 5), {"four": ints(4), "given": ints(0, 1, 1, 0),
+                                    "pairs": ints(-1, 2), "minus1": ints(-1),
+                                    "low": ints(-2**63), "zero": ints(0), "W": w(3, 2, 3, 3)})
+
+
+def _torch_unflatten():
+    """nn.Unflatten(1, (2, 3)) as torch.onnx.export writes it: the axis taken Mod the
+    rank, the shape sliced around it."""
+    nodes = [node("Mod", ["one", "rank"], ["axis"]), node("Shape", ["x"], ["shape"]),
+             node("Slice", ["shape", "zero", "axis"], ["head"]),
+             node("Add", ["axis", "one"], ["next"]),
+             node("Slice", ["shape", "next", "big"], ["tail"], "tail"),
+             node("Concat", ["head", "sizes", "tail"], ["target"], axis=0),
+             node("Reshape", ["x", "target"])]
+    return graph(nodes, (6, 4), {"one": ints(1), "rank": ints(3), "zero": ints(0),
+                                 "big": ints(2**62), "sizes": ints(2, 3)},
+                 out_shape=["N", 2, 3, 4])
+
+
 def _constants():
     """Constant, Cast and Identity computing a Reshape target, then Identity on a tensor."""
     nodes = [node("Constant", [], ["c"], value=numpy_helper.from_array(
@@ -135,6 +191,41 @@ CASES = {
     "Conv auto_pad SAME_UPPER": lambda: _conv(auto_pad="SAME_UPPER"),
     "Conv auto_pad VALID": lambda: _conv(auto_pad="VALID"),
     "Conv opset 7": lambda: _conv(opset=7, pads=[1, 1, 1, 1]),
+    "Conv asymmetric pads": lambda: _conv(pads=[1, 0, 2, 1]),
+    "Conv SAME_UPPER even kernel": lambda: _conv(k=(2, 4), auto_pad="SAME_UPPER"),
+    "Conv SAME_LOWER strides": lambda: _conv(k=(4, 3), strides=[2, 2], auto_pad="SAME_LOWER"),
+    "Pad asymmetric + Conv": lambda: _pad_then("Conv", 13, (0, 0, 1, 0, 0, 0, 2, 1)),
+    "Pad + Conv with pads": lambda: _pad_then("Conv", 18, (0, 0, 0, 1, 0, 0, 1, 0),
+                                              pads=[1, 0, 0, 1]),
+    "Pad asymmetric + AveragePool": lambda: _pad_then("AveragePool", 13, (0, 0, 0, 1, 0, 0, 1, 0),
+                                                      kernel_shape=[3, 3]),
+    "Pad + AveragePool ceil_mode": lambda: _pad_then("AveragePool", 19, (0, 0, 1, 0, 0, 0, 0, 0),
+                                                     kernel_shape=[3, 3], strides=[2, 2],
+                                                     ceil_mode=1),
+    "Pad + AveragePool with pads": lambda: _pad_then("AveragePool", 19, (0, 0, 1, 0, 0, 0, 0, 1),
+                                                     kernel_shape=[3, 3], pads=[0, 1, 0, 0],
+                                                     count_include_pad=1),
+    "ConvTranspose": lambda: _conv_transpose(strides=[2, 2], pads=[1, 1, 1, 1],
+                                             output_padding=[1, 1]),
+    "ConvTranspose no bias, opset 7": lambda: _conv_transpose(bias=False, opset=7),
+    "ConvTranspose groups, dilations": lambda: _conv_transpose(
+        cout=6, k=(2, 3), group=2, strides=[2, 1], dilations=[1, 2]),
+    "ConvTranspose depthwise": lambda: _conv_transpose(cout=4, group=4, strides=[2, 2]),
+    "ConvTranspose asymmetric pads": lambda: _conv_transpose(strides=[2, 3],
+                                                             pads=[0, 1, 2, 0]),
+    "ConvTranspose output_shape": lambda: _conv_transpose(strides=[2, 2],
+                                                          output_shape=[5, 9]),
+    "ConvTranspose SAME_UPPER": lambda: _conv_transpose(strides=[2, 2], k=(4, 4),
+                                                        auto_pad="SAME_UPPER"),
+    "ConvTranspose SAME_UPPER, odd": lambda: _conv_transpose(strides=[2, 2],
+                                                             auto_pad="SAME_UPPER"),
+    "ConvTranspose SAME_LOWER, odd": lambda: _conv_transpose(strides=[2, 3],
+                                                             auto_pad="SAME_LOWER"),
+    "ConvTranspose output_shape, odd": lambda: _conv_transpose(strides=[2, 2],
+                                                               output_shape=[6, 8]),
+    "ConvTranspose output_shape, SAME_UPPER": lambda: _conv_transpose(
+        strides=[2, 2], output_shape=[6, 8], auto_pad="SAME_UPPER"),
+    "ConvTranspose VALID": lambda: _conv_transpose(strides=[2, 2], auto_pad="VALID"),
     "Pad + Conv": lambda: _pad_then("Conv", 13),
     "Pad (opset 9) + Conv": lambda: _pad_then("Conv", 9),
     "Pad + AveragePool": lambda: _pad_then("AveragePool", 18, kernel_shape=[3, 5]),
@@ -144,6 +235,34 @@ CASES = {
                                         strides=[2, 2], pads=[1, 1, 1, 1])], (2, 7, 7)),
     "MaxPool SAME_UPPER": lambda: graph([node("MaxPool", ["x"], kernel_shape=[3, 3],
                                               auto_pad="SAME_UPPER")], (2, 5, 5)),
+    "MaxPool ceil_mode": lambda: _pool("MaxPool", kernel_shape=[3, 3], strides=[2, 2],
+                                       ceil_mode=1, x_shape=(2, 8, 8)),
+    "MaxPool ceil_mode, window in the padding": lambda: _pool(   # PyTorch's 2 rows, not 3
+        "MaxPool", kernel_shape=[2, 2], strides=[2, 2], pads=[1, 0, 1, 0], ceil_mode=1,
+        x_shape=(2, 3, 4)),
+    "MaxPool dilations": lambda: _pool("MaxPool", kernel_shape=[2, 3], dilations=[2, 2],
+                                       strides=[1, 2], x_shape=(2, 6, 7)),
+    "MaxPool dilations, pads, ceil_mode": lambda: _pool(
+        "MaxPool", kernel_shape=[3, 3], dilations=[2, 1], strides=[2, 2], pads=[1, 1, 1, 0],
+        ceil_mode=1, opset=12),
+    "MaxPool asymmetric pads": lambda: _pool("MaxPool", kernel_shape=[3, 2], strides=[2, 1],
+                                             pads=[0, 1, 1, 0]),
+    "MaxPool SAME_LOWER": lambda: _pool("MaxPool", kernel_shape=[2, 2], strides=[1, 1],
+                                        auto_pad="SAME_LOWER", x_shape=(2, 5, 5)),
+    "AveragePool count_include_pad=0": lambda: _pool(
+        "AveragePool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+    "AveragePool asymmetric pads, count_include_pad=0": lambda: _pool(
+        "AveragePool", kernel_shape=[3, 3], pads=[1, 0, 0, 1], opset=11),
+    "AveragePool asymmetric pads, count_include_pad=1": lambda: _pool(
+        "AveragePool", kernel_shape=[3, 2], pads=[0, 1, 1, 0], count_include_pad=1),
+    "AveragePool ceil_mode": lambda: _pool("AveragePool", kernel_shape=[3, 3],
+                                           strides=[2, 2], ceil_mode=1, x_shape=(2, 8, 8)),
+    "AveragePool ceil_mode, pads, count_include_pad=0": lambda: _pool(
+        "AveragePool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1,
+        x_shape=(2, 6, 8)),
+    "AveragePool ceil_mode, pads, count_include_pad=1": lambda: _pool(
+        "AveragePool", kernel_shape=[3, 2], strides=[2, 2], pads=[1, 1, 0, 1], ceil_mode=1,
+        count_include_pad=1, x_shape=(2, 6, 8)),
     "AveragePool": lambda: graph([node("AveragePool", ["x"], kernel_shape=[2, 3])],
                                  (2, 6, 6)),
     "AveragePool pads": lambda: graph([node("AveragePool", ["x"], kernel_shape=[3, 3],
@@ -193,6 +312,22 @@ CASES = {
                                       {"s": ints(-1, 24)}),
     "Reshape static batch": lambda: graph([node("Reshape", ["x", "s"])], (2, 3, 4),
                                           {"s": ints(1, 24)}, static_batch=1),
+    "Reshape to images": lambda: graph([node("Gemm", ["x", "B"], ["h"], transB=1),
+                                        node("Reshape", ["h", "s"], ["r"]),
+                                        node("Conv", ["r", "W"])], (6,),
+                                       {"B": w(24, 6), "s": ints(-1, 2, 3, 4),
+                                        "W": w(3, 2, 1, 1)}),
+    "Reshape merging axes": lambda: graph([node("Reshape", ["x", "s"])], (2, 3, 4),
+                                          {"s": ints(0, 6, 4)}),
+    "Reshape splitting an axis": lambda: graph([node("Reshape", ["x", "s"])], (6, 4),
+                                               {"s": ints(0, 2, 3, 4)}),
+    "Reshape anyhow": lambda: graph([node("Reshape", ["x", "s"])], (2, 3, 4),
+                                    {"s": ints(0, 4, -1)}),
+    "Unsqueeze": lambda: graph([node("Unsqueeze", ["x", "a"], ["u"]),
+                                node("Conv", ["u", "W"])], (3,), {"a": ints(-1, 2),
+                                                                  "W": w(2, 3, 1, 1)}),
+    "Unsqueeze opset 11": lambda: graph([node("Unsqueeze", ["x"], axes=[1])], (3, 4),
+                                        opset=11),
     "view(x.size(0), -1)": lambda: _view_flatten(13),
     "view(x.size(0), -1) opset 11": lambda: _view_flatten(11),
     "Squeeze": lambda: _squeeze(13),
@@ -211,10 +346,35 @@ CASES = {
     "Resize opset 19": lambda: _resize(19, mode="nearest",
                                        coordinate_transformation_mode="pytorch_half_pixel",
                                        nearest_mode="round_prefer_ceil"),
+    "Resize linear half_pixel": lambda: _resized("scales", (2, 2), mode="linear"),
+    "Resize linear pytorch_half_pixel sizes": lambda: _resized(
+        "sizes", (7, 5), mode="linear", coordinate_transformation_mode="pytorch_half_pixel"),
+    "Resize linear align_corners sizes": lambda: _resized(
+        "sizes", (5, 9), mode="linear", coordinate_transformation_mode="align_corners"),
+    "Resize linear align_corners scales": lambda: _resized(
+        "scales", (2, 1.5), mode="linear", coordinate_transformation_mode="align_corners"),
+    "Resize linear 1.5 and 0.5": lambda: _resized("scales", (1.5, 0.5), (2, 4, 6), mode="linear"),
+    "Resize linear to a smaller size": lambda: _resized("sizes", (3, 5), (2, 7, 8), mode="linear"),
+    "Resize nearest scales 1.5": lambda: _resized(
+        "scales", (1.5, 2.5), mode="nearest", coordinate_transformation_mode="asymmetric",
+        nearest_mode="floor"),
+    "Resize nearest scales 0.5": lambda: _resized(
+        "scales", (0.5, 0.5), (2, 6, 8), mode="nearest",
+        coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+    "Resize nearest sizes 7, 5": lambda: _resized(
+        "sizes", (7, 5), mode="nearest", coordinate_transformation_mode="asymmetric",
+        nearest_mode="floor"),
+    "Resize nearest sizes half_pixel, integer factors": lambda: _resized(
+        "sizes", (6, 12), mode="nearest", coordinate_transformation_mode="half_pixel"),
+    "Resize opset 10 nearest 0.5": lambda: graph(
+        [node("Resize", ["x", "s"], mode="nearest")], (2, 6, 4),
+        {"s": np.array([1, 1, 0.5, 1], np.float32)}, 10),
     "Upsample opset 9": lambda: graph([node("Upsample", ["x", "s"], mode="nearest")],
                                       (2, 3, 4), {"s": np.array([1, 1, 2, 2], np.float32)},
                                       opset=9),
     "Upsample opset 7": lambda: graph([node("Upsample", ["x"], scales=[1.0, 1.0, 3.0, 2.0])],
                                       (2, 3, 4), opset=7),
     "Constant, Cast, Identity": _constants,
+    "ConstantOfShape, Transpose: PyTorch's F.pad": _torch_pad,
+    "Mod: PyTorch's nn.Unflatten": _torch_unflatten,
 }

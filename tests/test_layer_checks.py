@@ -87,6 +87,12 @@ from test_layers import LAYER_CASES, forward, make_input
     (lambda: nn.Softmax(1.0), TypeError, "Softmax: dim must be an int, got 1.0"),
     (lambda: nn.LogSoftmax(dim=True), TypeError, "LogSoftmax: dim must be an int, got True"),
     (lambda: nn.Flatten(start_dim="1"), TypeError, "Flatten: start_dim must be an int"),
+    (lambda: nn.Unflatten(1, 4), TypeError, "Unflatten: unflattened_size must be a non-empty "
+     "tuple"),
+    (lambda: nn.Unflatten(1, (2, 0)), ValueError, "Unflatten: unflattened_size must hold "
+     "positive sizes and at most one -1"),
+    (lambda: nn.Unflatten(1, (-1, -1)), ValueError, "at most one -1"),
+    (lambda: nn.Unflatten(1, (2, 1.5)), TypeError, "Unflatten: unflattened_size must be an int"),
     (lambda: nn.LeakyReLU("a"), TypeError, "LeakyReLU: negative_slope must be a number"),
     (lambda: nn.ELU(-1), ValueError, r"ELU: alpha must be in \[0"),
     (lambda: nn.Dropout(p=True), TypeError, "Dropout: p must be a number, got True"),

@@ -56,6 +56,7 @@ LAYER_CASES = {
                                   "normal"),
     "Flatten": (lambda: nn.Flatten(), (2, 3, 2, 2), "normal"),
     "Flatten middle": (lambda: nn.Flatten(1, 2), (2, 3, 2, 2), "normal"),
+    "Unflatten": (lambda: nn.Unflatten(1, (3, -1, 2)), (2, 12, 2), "normal"),
     "LogSoftmax": (lambda: nn.LogSoftmax(), (3, 5), "normal"),
     "Softmax dim": (lambda: nn.Softmax(dim=-1), (2, 3, 4), "normal"),
     "LogSoftmax dim": (lambda: nn.LogSoftmax(0), (3, 4), "normal"),

@@ -10,7 +10,7 @@ import zlib
 import numpy as np
 import pytest
 
-from fastcnn import nn
+from fastcnn import init, nn
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +89,8 @@ CASES = {
     "LogSoftmax": (lambda: nn.LogSoftmax(), ("LogSoftmax", (1,), {}), (4, 7)),
     "LogSoftmax dim 0": (lambda: nn.LogSoftmax(0), ("LogSoftmax", (0,), {}), (4, 3, 2)),
     "Flatten": (lambda: nn.Flatten(1, 2), ("Flatten", (1, 2), {}), (2, 3, 4, 5)),
+    "Unflatten": (lambda: nn.Unflatten(-2, (2, -1)), ("Unflatten", (-2, (2, -1)), {}),
+                  (2, 3, 6, 5)),
 }
 
 
@@ -148,7 +150,11 @@ def test_arguments_and_defaults_are_pytorchs(torch, name):
 def test_weight_layout_and_init_are_pytorchs(torch, make, spec):
     """The same parameter shapes as PyTorch's, drawn from the same bound: 1/sqrt(fan_in),
     fan_in = weight.shape[1] * kernel (for ConvTranspose2d out/groups * kernel, PyTorch's
-    rule for its (in, out/groups, ...) weight)."""
+    rule for its (in, out/groups, ...) weight). Both draws are seeded: the max of a few
+    bias values falls below 0.6 of the bound one time in four, so unseeded the test
+    passed or failed with the cases that ran before it."""
+    init.seed(0)
+    torch.manual_seed(0)
     layer = make()
     module = getattr(torch.nn, spec[0])(*spec[1], **spec[2])
     for key, value in layer.params.items():
@@ -181,6 +187,9 @@ def test_weight_layout_and_init_are_pytorchs(torch, make, spec):
     (lambda: nn.Flatten(3), np.zeros((2, 3, 4)),
      r"^Flatten\(start_dim=3\): start_dim must be in \[-3, 3\) for an input of shape "
      r"\(2, 3, 4\), got 3"),
+    (lambda: nn.Unflatten(1, (2, 2)), np.zeros((2, 5)),
+     r"^Unflatten\(1, \(2, 2\)\): unflattened_size \(2, 2\) does not hold the 5 entries of "
+     r"axis 1"),
 ])
 def test_errors_name_the_layer(make, x, match):
     with pytest.raises(ValueError, match=match):

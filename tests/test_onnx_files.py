@@ -134,6 +134,10 @@ def test_constants_never_grow():
                   {"a": np.zeros((1000, 1), np.int64), "b": np.zeros((1, 1000), np.int64)})
     with pytest.raises(OnnxImportError, match="would be larger than its inputs"):
         load(proto)
+    proto = graph([node("ConstantOfShape", ["s"], ["z"]), node("Reshape", ["x", "z"])], (3,),
+                  {"s": np.array([2**20, 2**20], np.int64)})
+    with pytest.raises(OnnxImportError, match="would be larger than the 1024 elements"):
+        load(proto)
 
 
 def _external(tmp_path, location, offset=0, length=None, data=None):

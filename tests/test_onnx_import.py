@@ -55,6 +55,36 @@ def test_shape_arithmetic_leaves_no_layers():
     assert model.layers[0].config()["padding"] == (1, 2)
 
 
+def _layers(case):
+    model = fastcnn.onnx.load(CASES[case]().SerializeToString())
+    return [(type(layer).__name__, layer.config()) for layer in model.layers]
+
+
+def test_windows_read_as_the_layers_take_them():
+    assert _layers("Conv asymmetric pads")[0][1]["padding"] == (1, 2, 0, 1)  # t, b, l, r
+    assert _layers("MaxPool dilations, pads, ceil_mode") == [("MaxPool2d", dict(
+        kernel_size=3, stride=2, padding=(1, 1, 1, 0), dilation=(2, 1), ceil_mode=True))]
+    assert _layers("AveragePool count_include_pad=0") == [("AvgPool2d", dict(
+        kernel_size=3, stride=2, padding=1, count_include_pad=False))]
+    assert _layers("Pad + AveragePool with pads") == [("AvgPool2d", dict(
+        kernel_size=3, stride=1, padding=(1, 0, 1, 1)))]   # the Pad's zeros count
+    assert _layers("ConvTranspose")[0] == ("ConvTranspose2d", dict(
+        in_channels=4, out_channels=3, kernel_size=3, stride=2, padding=1, output_padding=1))
+    assert _layers("Resize nearest sizes 7, 5") == [("Upsample", dict(size=(7, 5)))]
+    assert _layers("Resize linear align_corners scales") == [("Upsample", dict(
+        scale_factor=(2, 1.5), mode="bilinear", align_corners=True))]
+
+
+def test_reshapes_are_the_fewest_layers():
+    assert _layers("Reshape merging axes") == [("Flatten", dict(end_dim=2))]
+    assert _layers("Reshape splitting an axis") == [("Unflatten", dict(
+        dim=1, unflattened_size=(2, 3)))]
+    assert _layers("Reshape anyhow") == [("Flatten", {}), ("Unflatten", dict(
+        dim=1, unflattened_size=(4, 6)))]
+    assert [kind for kind, _ in _layers("Unsqueeze")] == ["Unflatten", "Conv2d"]
+    assert _layers("Squeeze") == [("AvgPool2d", dict(kernel_size=(4, 5))), ("Flatten", {})]
+
+
 def test_the_initializers_become_parameters_that_train(tmp_path):
     nodes = [node("Conv", ["x", "W", "B"], ["h"], pads=[1, 1, 1, 1]),
              node("BatchNormalization", ["h", "s", "b", "m", "v"], ["n"]),
@@ -80,28 +110,66 @@ def test_the_initializers_become_parameters_that_train(tmp_path):
 @pytest.mark.parametrize("proto, match", [
     (graph([node("Conv", ["x", "W"], group=3)], (3, 4, 4), {"W": w(2, 1, 3, 3)}),
      r"node 'conv_node' \(Conv\): attribute group=3 is not supported"),
-    (graph([node("MaxPool", ["x"], kernel_shape=[2, 2], ceil_mode=1)], (2, 5, 5)),
-     r"node 'maxpool_node' \(MaxPool\): attribute ceil_mode=1 is not supported"),
-    (graph([node("Conv", ["x", "W"], pads=[1, 0, 0, 0])], (2, 4, 4), {"W": w(2, 2, 3, 3)}),
-     r"attribute pads=\[1, 0, 0, 0\] is not supported"),
-    (graph([node("AveragePool", ["x"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])], (2, 5, 5)),
-     r"\(AveragePool\): attribute count_include_pad=0 is not supported"),
+    (graph([node("MaxPool", ["x"], kernel_shape=[3, 3], pads=[2, 0, 0, 0])], (2, 5, 5)),
+     r"node 'maxpool_node' \(MaxPool\): attribute pads=\[2, 0, 0, 0\] is not supported "
+     r"\(padding .* past half the kernel"),
+    (graph([node("AveragePool", ["x"], kernel_shape=[3, 3], dilations=[2, 2])], (2, 7, 7),
+           opset=19),
+     r"\(AveragePool\): attribute dilations=\[2, 2\] is not supported"),
+    (graph([node("Pad", ["x", "p"], ["q"]),
+            node("AveragePool", ["q"], kernel_shape=[3, 3], pads=[0, 1, 0, 1])], (2, 5, 5),
+           {"p": ints(0, 0, 1, 0, 0, 0, 0, 0)}),
+     r"\(AveragePool\): attribute count_include_pad=0 is not supported \(the zeros of the Pad"),
+    (graph([node("Pad", ["x", "p"], ["q"]),
+            node("AveragePool", ["q"], kernel_shape=[2, 2], strides=[3, 3], ceil_mode=1)],
+           (2, 6, 6), {"p": ints(0, 0, 0, 0, 0, 0, 1, 1)}),
+     r"\(AveragePool\): attribute ceil_mode=1 is not supported \(a last window starts in "
+     r"the zeros of the Pad"),
+    (graph([node("ConvTranspose", ["x", "W"], strides=[2, 2], output_shape=[9, 6])],
+           (2, 3, 3), {"W": w(2, 2, 3, 3)}),
+     r"node 'convtranspose_node' \(ConvTranspose\): attribute output_shape=\[9, 6\] is not "
+     r"supported \(axis 2 would need 2 more output rows"),
+    (graph([node("ConvTranspose", ["x", "W"], strides=[2, 2], output_padding=[2, 0])],
+           (2, 3, 3), {"W": w(2, 2, 3, 3)}),
+     r"\(ConvTranspose\): attribute output_padding=\[2, 0\] is not supported"),
+    (graph([node("ConvTranspose", ["x", "W"], group=2)], (3, 3, 3), {"W": w(3, 2, 3, 3)}),
+     r"\(ConvTranspose\): attribute group=2 is not supported"),
     (graph([node("Resize", ["x", "", "s"], mode="cubic")], (2, 3, 3),
            {"s": np.array([1, 1, 2, 2], np.float32)}),
      r"\(Resize\): attribute mode='cubic' is not supported"),
     (graph([node("Resize", ["x", "", "s"], mode="nearest",
                  coordinate_transformation_mode="align_corners")], (2, 3, 3),
-           {"s": np.array([1, 1, 2, 2], np.float32)}),
+           {"s": np.array([1, 1, 3, 3], np.float32)}),
      r"attribute coordinate_transformation_mode='align_corners' is not supported"),
     (graph([node("Resize", ["x", "", "s"], mode="nearest", nearest_mode="floor")], (2, 3, 3),
            {"s": np.array([1, 1, 2, 2], np.float32)}),
      r"attribute nearest_mode='floor' is not supported \(with coordinate_transformation_mode="
      r"'half_pixel'"),
     (graph([node("Resize", ["x", "", "s"])], (2, 3, 3),
-           {"s": np.array([1, 1, 1.5, 2], np.float32)}),
-     r"fastcnn's Upsample scales the height and width by integers"),
+           {"s": np.array([1, 1, 1.7, 2], np.float32)}),
+     r"attribute nearest_mode='round_prefer_floor' is not supported \(.* the pixels picked "
+     r"along axis 2 \(from 3 to 5\)"),
+    (graph([node("Resize", ["x", "", "s"], mode="nearest",
+                 coordinate_transformation_mode="asymmetric", nearest_mode="floor")],
+           (2, 3, 3), {"s": np.array([1, 1, 1, 2.2], np.float32)}),
+     r"nearest_mode='floor' is not supported \(.* along axis 3 \(from 3 to 6\)"),
+    (graph([node("Resize", ["x", "", "s"], mode="linear")], (2, 3, 3),
+           {"s": np.array([1, 1, 7 / 3, 1], np.float32)}),
+     r"by scales \[1, 1, 2.33.*\] \(ONNX Runtime's output is 7x3 pixels, fastcnn's and "
+     r"PyTorch's 6x3\)"),
+    (graph([node("Resize", ["x", "", "s"], mode="linear",
+                 coordinate_transformation_mode="asymmetric")], (2, 3, 3),
+           {"s": np.array([1, 1, 2, 2], np.float32)}),
+     r"attribute coordinate_transformation_mode='asymmetric' is not supported"),
+    (graph([node("Resize", ["x", "", "", "s"], mode="linear",
+                 coordinate_transformation_mode="pytorch_half_pixel")], (2, 3, 3),
+           {"s": ints(3, 2, 1, 6)}, static_batch=3),
+     r"attribute coordinate_transformation_mode='pytorch_half_pixel' is not supported"),
+    (graph([node("Upsample", ["x", "s"], mode="linear")], (2, 3, 3),
+           {"s": np.array([1, 1, 2, 2], np.float32)}, opset=9),
+     r"\(Upsample\): attribute mode='linear' is not supported \(before opset 11"),
     (graph([node("Resize", ["x", "", "", "s"])], (2, 3, 3), {"s": ints(1, 2, 6, 6)}),
-     r"to sizes \[1, 2, 6, 6\]; fastcnn's Upsample scales the height and width"),
+     r"by sizes \[1, 2, 6, 6\]; fastcnn's Upsample resizes the height and width"),
     (graph([node("Softmax", ["x"], axis=1)], (3, 4, 4)),
      r"\(Softmax\): attribute axis=1 is not supported"),
     (graph([node("Relu", ["x"], bogus=3)], (3,)),
@@ -119,10 +187,12 @@ def test_the_initializers_become_parameters_that_train(tmp_path):
            {"p": ints(0, 0, 1, 1, 0, 0, 1, 1), "v": np.array(1.0, np.float32),
             "W": w(2, 2, 3, 3)}),
      r"\(Pad\): pads .* fastcnn supports 2 pads per axis, with 0"),
-    (graph([node("Reshape", ["x", "s"])], (2, 3, 4), {"s": ints(0, 6, 4)}),
-     r"\(Reshape\): reshapes \(N, 2, 3, 4\) to \(N, 6, 4\)"),
-    (graph([node("Unsqueeze", ["x", "a"])], (3,), {"a": ints(2)}),
-     r"\(Unsqueeze\): adds axes \[2\]"),
+    (graph([node("Reshape", ["x", "s"])], (2, 3, 4), {"s": ints(4, -1)}),
+     r"\(Reshape\): reshapes to \[4, -1\], which does not keep the batch axis"),
+    (graph([node("Reshape", ["x", "s"])], (2, 3, 4), {"s": ints(2, 0, 3, 4)}),
+     r"\(Reshape\): reshapes \(N, 2, 3, 4\) to \[2, 2, 3, 4\], which does not keep"),
+    (graph([node("Unsqueeze", ["x", "a"])], (3,), {"a": ints(0)}),
+     r"\(Unsqueeze\): adds axes \[0\] .* keep the batch axis first"),
     (graph([node("Mul", ["x", "c"])], (3,), {"c": w(3)}),
      r"\(Mul\): multiplies a tensor by a constant"),
     (graph([node("Relu", ["x"], ["r"]), node("Add", ["r", "c"])], (3,), {"c": w(3)}),

@@ -89,6 +89,40 @@ def test_a_training_step_is_pytorchs(tmp_path):
         np.testing.assert_allclose(mine, theirs.detach().numpy(), rtol=1e-3, atol=1e-5)
 
 
+def test_pytorchs_layers_with_the_windows_fastcnn_now_reads(tmp_path):
+    """ConvTranspose2d, a pad on one side, ceil_mode, pool dilation, count_include_pad=False,
+    bilinear and non-integer upsampling, Unflatten: exported by PyTorch, read back alike."""
+    torch = pytest.importorskip("torch")
+    tnn = torch.nn
+    torch.manual_seed(0)
+
+    class Net(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.up = tnn.ConvTranspose2d(2, 4, 3, stride=2, padding=1, output_padding=1)
+            self.conv = tnn.Conv2d(4, 4, 3)
+            self.pool = tnn.MaxPool2d(3, stride=2, dilation=2, ceil_mode=True)
+            self.avg = tnn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True,
+                                     count_include_pad=False)
+            self.fc = tnn.Linear(4 * 5 * 3, 2 * 6 * 6)
+            self.unflatten = tnn.Unflatten(1, (2, 6, 6))
+
+        def forward(self, x):
+            h = self.conv(tnn.functional.pad(self.up(x), (0, 1, 1, 0)))
+            h = self.avg(self.pool(h))
+            h = tnn.functional.interpolate(h, scale_factor=1.5, mode="bilinear")
+            h = tnn.functional.interpolate(h, size=(5, 3), mode="nearest")
+            return self.unflatten(self.fc(h.flatten(1)))
+
+    net = Net().eval()
+    x = torch.randn(3, 2, 8, 8)
+    with torch.no_grad():
+        want = net(x).numpy()
+    export(torch, net, tmp_path / "net.onnx", (2, 8, 8))
+    model = fastcnn.onnx.load(tmp_path / "net.onnx")
+    np.testing.assert_allclose(model.predict(x.numpy()), want, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.skipif(not cuda_usable(), reason="numba-cuda is not installed")
 def test_on_the_gpu(tmp_path):
     """An imported model runs where any model runs, and exports from there (a real GPU

@@ -1,4 +1,5 @@
-"""Layers that change an array's shape: Upsample (resampling) and Flatten (a view)."""
+"""Layers that change an array's shape: Upsample (resampling), Flatten and Unflatten
+(views)."""
 
 import math
 
@@ -74,6 +75,48 @@ class Flatten(Layer):
                              f"for an input of shape {shape}")
         self.saved["input_shape"] = shape
         return x.reshape(shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:])
+
+    def _backward(self, dy, need_dx):
+        return dy.reshape(self.saved["input_shape"])
+
+
+class Unflatten(Layer):
+    """PyTorch's nn.Unflatten: axis dim (counted from the end if negative) as the axes
+    unflattened_size, a tuple of sizes of which one may be -1 (what the others leave):
+    (N, 784) -> (N, 16, 7, 7) with Unflatten(1, (16, 7, 7)). A view of x where x is
+    contiguous, no copy."""
+
+    def __init__(self, dim, unflattened_size):
+        super().__init__(dim=dim, unflattened_size=unflattened_size)
+        where = "Unflatten"
+        self.dim = _args.integer(where, "dim", dim, -_args.INT_MAX)
+        if not isinstance(unflattened_size, (tuple, list)) or not unflattened_size:
+            raise TypeError(f"{where}: unflattened_size must be a non-empty tuple of sizes, "
+                            f"got {unflattened_size!r}")
+        self.sizes = tuple(_args.integer(where, "unflattened_size", d, -1)
+                           for d in unflattened_size)
+        if 0 in self.sizes or self.sizes.count(-1) > 1:
+            raise ValueError(f"{where}: unflattened_size must hold positive sizes and at most "
+                             f"one -1, got {unflattened_size!r}")
+
+    def output_sizes(self, shape):
+        """(the axis unflattened, its sizes with -1 resolved) for an input of shape."""
+        n = len(shape)
+        if not -n <= self.dim < n:
+            raise ValueError(f"dim must be in [{-n}, {n}) for an input of shape {shape}, got "
+                             f"{self.dim}")
+        axis, known = self.dim % n, math.prod(d for d in self.sizes if d != -1)
+        size = shape[axis]
+        if (size % known if -1 in self.sizes else size != known):
+            raise ValueError(f"unflattened_size {self.sizes} does not hold the {size} "
+                             f"entries of axis {axis} of an input of shape {shape}")
+        return axis, tuple(size // known if d == -1 else d for d in self.sizes)
+
+    def _forward(self, x):
+        shape = tuple(x.shape)
+        axis, sizes = self.output_sizes(shape)
+        self.saved["input_shape"] = shape
+        return x.reshape(shape[:axis] + sizes + shape[axis + 1:])
 
     def _backward(self, dy, need_dx):
         return dy.reshape(self.saved["input_shape"])

@@ -17,6 +17,7 @@ from . import OnnxImportError
 from .reading import TENSOR_TYPES
 
 CONVERTERS = {}
+MAX_FILLED = 1024   # elements of a ConstantOfShape: shape arithmetic needs a few
 
 
 def op(*names):
@@ -64,6 +65,36 @@ def constant(ctx, node, attrs):
         raise OnnxImportError(f"{ctx.where}: only tensor, float and int constants are "
                               f"supported (value, value_float(s), value_int(s))")
     return value
+
+
+@op("ConstantOfShape")
+def constant_of_shape(ctx, node, attrs):
+    """A constant of a given shape filled with one value (PyTorch's exporter writes one in
+    front of a Pad's pads). It grows from a shape, so it is bounded on its own."""
+    shape = ctx.const(0, "input")
+    value = attrs.take("value")
+    value = np.zeros(1, np.float32) if value is None else np.asarray(value)
+    if shape.ndim != 1 or shape.dtype.kind not in "iu" or np.any(shape < 0) or value.size != 1:
+        raise OnnxImportError(f"{ctx.where}: fills a shape {shape.tolist()} with "
+                              f"{value.size} values; ONNX asks for a 1-D shape and one value")
+    dims = tuple(int(d) for d in shape)
+    if math.prod(dims) > MAX_FILLED:
+        raise OnnxImportError(f"{ctx.where}: the constant of shape {dims} would be larger "
+                              f"than the {MAX_FILLED} elements shape arithmetic needs "
+                              f"(constants.MAX_FILLED)")
+    return np.full(dims, value.reshape(()), value.dtype)
+
+
+@op("Transpose")
+def transpose(ctx, node, attrs):
+    """Of a constant (PyTorch's exporter transposes a Pad's pads): fastcnn's layers keep
+    their tensors' layout."""
+    data = ctx.const(0, "data", numeric=False)
+    perm = attrs.take("perm")
+    perm = list(reversed(range(data.ndim))) if perm is None else list(perm)
+    if sorted(perm) != list(range(data.ndim)):
+        raise attrs.unsupported("perm", perm, f"not a permutation of the {data.ndim} axes")
+    return np.transpose(data, perm)
 
 
 @op("Shape")
@@ -133,21 +164,23 @@ def cast(ctx, node, attrs):
 
 
 def arith(ctx, op_type, values):
-    """Add, Sub, Mul, Div or Sum of constants, as ONNX computes them (integer Div
-    truncates toward zero)."""
+    """Add, Sub, Mul, Div, Sum, Mod or Fmod (Mod with fmod=1) of constants, as ONNX
+    computes them (integer Div truncates toward zero; Mod takes the divisor's sign, Fmod
+    the dividend's)."""
     shape = np.broadcast_shapes(*[np.shape(v) for v in values])
     bounded(ctx, shape, values)
     if any(v.dtype == object and any(e is None for e in v.flat) for v in values):
         raise OnnxImportError(f"{ctx.where}: computes with a value that depends on the batch "
                               f"size, which fastcnn models leave free")
     values = [_plain(v) for v in values]
-    if op_type == "Div" and all(v.dtype.kind in "iu" for v in values):
+    integers = all(v.dtype.kind in "iu" for v in values)
+    if op_type in ("Div", "Mod", "Fmod") and integers and np.any(values[1] == 0):
+        raise OnnxImportError(f"{ctx.where}: integer division by zero")
+    if op_type == "Div" and integers:
         a, b = values
-        if np.any(b == 0):
-            raise OnnxImportError(f"{ctx.where}: integer division by zero")
         return (np.sign(a) * np.sign(b) * (np.abs(a) // np.abs(b))).astype(np.result_type(a, b))
     fn = {"Add": np.add, "Sum": np.add, "Sub": np.subtract, "Mul": np.multiply,
-          "Div": np.divide}[op_type]
+          "Div": np.divide, "Mod": np.mod, "Fmod": np.fmod}[op_type]
     result = values[0]
     for v in values[1:]:
         result = fn(result, v)
@@ -157,6 +190,13 @@ def arith(ctx, op_type, values):
 @op("Sub", "Div")
 def sub_div(ctx, node, attrs):
     return arith(ctx, node.op_type, [ctx.const(i, "operand", numeric=False) for i in (0, 1)])
+
+
+@op("Mod")
+def mod(ctx, node, attrs):
+    fmod = attrs.expect("fmod", 0, 0, 1)
+    return arith(ctx, "Fmod" if fmod else "Mod",
+                 [ctx.const(i, "operand", numeric=False) for i in (0, 1)])
 
 
 def concat(ctx, values, axis):

@@ -352,6 +352,28 @@ def _maxout(em, layer, path, xs):
     return em.node("ReduceMax", [grouped], path, axes=[2], keepdims=0)
 
 
+def _reshape(em, layer, path, xs, shape):
+    """A Reshape of xs[0] to shape (with its batch axis), the batch copied (a 0) so that it
+    stays dynamic."""
+    if shape[0] != xs[0].shape[0]:
+        raise TypeError(f"export: no ONNX form for {layer!r} (at {path!r}): it reshapes the "
+                        f"batch axis, which the ONNX file leaves dynamic")
+    return em.node("Reshape", [xs[0].name, em.ints(f"{path}.shape", [0] + list(shape[1:]))],
+                   path)
+
+
+def _flatten(em, layer, path, xs):
+    if (layer.start_dim, layer.end_dim) == (1, -1):
+        return em.node("Flatten", [xs[0].name], path, axis=1)
+    return _reshape(em, layer, path, xs, layer.forward(xs[0].example).shape)
+
+
+def _unflatten(em, layer, path, xs):
+    shape = xs[0].shape
+    axis, sizes = layer.output_sizes(shape)
+    return _reshape(em, layer, path, xs, shape[:axis] + sizes + shape[axis + 1:])
+
+
 def _simple(op, **attrs):
     """A converter to one op of x alone; an attribute's value is given, or read from the
     layer's constructor arguments by a function."""
@@ -393,7 +415,8 @@ LAYER_CONVERTERS = {
     L.AdaptiveAvgPool2d: _global_pool("GlobalAveragePool"),
     L.AdaptiveMaxPool2d: _global_pool("GlobalMaxPool"),
     L.Upsample: _upsample,
-    L.Flatten: _simple("Flatten", axis=1),
+    L.Flatten: _flatten,
+    L.Unflatten: _unflatten,
     L.ReLU: _simple("Relu"),
     L.LeakyReLU: _simple("LeakyRelu", alpha=_arg("negative_slope")),
     L.ELU: _simple("Elu", alpha=_arg("alpha")),

@@ -118,12 +118,14 @@ class Context:
         self.activations = 0
         self.static_batch = None
         self.node = self.where = None
-        self.uses = {}
+        self.uses, self.readers = {}, {}    # value name -> how often, by which operators
         for node in graph.node:
             for name in node.input:
                 self.uses[name] = self.uses.get(name, 0) + 1
+                self.readers.setdefault(name, set()).add(node.op_type)
         for out in graph.output:
             self.uses[out.name] = self.uses.get(out.name, 0) + 1
+            self.readers.setdefault(out.name, set()).add(None)     # the graph's output
         self._names = set()
         for t in graph.initializer:
             if t.name in self.values:
@@ -275,6 +277,10 @@ class Context:
         """Whether the value named by the node's inputs is read only by this node."""
         names = [n for n in self.node.input if self.values.get(n) is value]
         return len(names) == 1 and self.uses.get(names[0]) == 1
+
+    def read_only_by(self, name, op_type):
+        """Whether the value called name is read by nodes of op_type alone (not an output)."""
+        return self.readers.get(name) == {op_type}
 
     def opset_at_least(self, version):
         return self.opset >= version

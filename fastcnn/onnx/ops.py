@@ -39,9 +39,9 @@ def _pair(attrs, name, default, low=1):
 
 
 def _window(ctx, attrs, image, kernel, extra=NO_PADS):
-    """(strides, (pad_h, pad_w), dilations, own pads) of a 2-D sliding window from ONNX's
-    attributes, with the zeros of a Pad in front (extra: top, left, bottom, right) added
-    to its own pads (top, left, bottom, right)."""
+    """(strides, pads, dilations, own pads) of a 2-D sliding window from ONNX's
+    attributes; pads (top, left, bottom, right) are its own plus the zeros of a Pad in
+    front (extra), auto_pad resolved for the image's size."""
     strides, dilations = _pair(attrs, "strides", [1, 1]), _pair(attrs, "dilations", [1, 1])
     pads = attrs.take("pads", [0, 0, 0, 0])
     auto = attrs.take("auto_pad", "NOTSET")
@@ -58,13 +58,7 @@ def _window(ctx, attrs, image, kernel, extra=NO_PADS):
             total = max((-(-size // strides[axis]) - 1) * strides[axis] + extent - size, 0)
             early = total // 2 if auto == "SAME_UPPER" else total - total // 2
             pads[axis], pads[axis + 2] = early, total - early
-    total = [p + q for p, q in zip(pads, extra)]
-    if total[0] != total[2] or total[1] != total[3]:
-        raise attrs.unsupported("pads" if auto == "NOTSET" else "auto_pad",
-                                pads if auto == "NOTSET" else auto,
-                                f"padding {total} (top, left, bottom, right) is not the same "
-                                f"on both sides of an axis, as fastcnn's layers pad")
-    return strides, (total[0], total[1]), dilations, pads
+    return strides, [p + q for p, q in zip(pads, extra)], dilations, list(pads)
 
 
 def _short(pair):
@@ -73,15 +67,28 @@ def _short(pair):
     return pair[0] if pair[0] == pair[1] else pair
 
 
+def _padding(pads):
+    """ONNX's pads (top, left, bottom, right) as fastcnn's padding: k or (h, w) where both
+    sides of each axis are padded alike, else (top, bottom, left, right)."""
+    top, left, bottom, right = (int(p) for p in pads)
+    return _short((top, left)) if (top, left) == (bottom, right) else (top, bottom, left, right)
+
+
+def _sizes(image, kernel, strides, pads, dilations=(1, 1), ceil_mode=False):
+    """(H, W) out of a sliding window over an image (C, H, W), pads ONNX's. With
+    ceil_mode ONNX Runtime rounds up as PyTorch does, leaving out a last window that
+    would start in the right padding (checked against ONNX Runtime 1.32 for kernels up
+    to 4, strides up to 3, every pads and dilation 2, divisors included); the ONNX
+    spec's shape inference keeps that window, so a file may declare one more."""
+    return tuple(backends.output_size(image[1 + a], kernel[a], strides[a],
+                                      (pads[a], pads[a + 2]), dilations[a], ceil_mode)
+                 for a in range(2))
+
+
 def _padded_input(ctx):
     """Input 0 and the zeros a Pad in front of it adds (top, left, bottom, right)."""
     value = ctx.input(0)
     return (value.node, value.detail) if isinstance(value, Padded) else (ctx.tensor(0), NO_PADS)
-
-
-def _pooled(image, kernel, stride, padding):
-    return (image[0],) + tuple(backends.output_size(s, k, st, (p, p)) for s, k, st, p in zip(
-        image[1:], kernel, stride, padding))
 
 
 def _const_or_none(ctx, i, what):
@@ -103,19 +110,87 @@ def conv(ctx, node, attrs):
     kernel = attrs.take("kernel_shape", list(w.shape[2:]))
     if list(kernel) != list(w.shape[2:]):
         raise attrs.unsupported("kernel_shape", kernel, f"the weight is {w.shape}")
-    strides, padding, dilations, _ = _window(ctx, attrs, image, w.shape[2:], extra)
+    strides, pads, dilations, _ = _window(ctx, attrs, image, w.shape[2:], extra)
     out, cin = w.shape[0], w.shape[1] * groups
     if not isinstance(groups, int) or groups < 1 or out % groups:
         raise attrs.unsupported("group", groups, f"the weight {w.shape} has {out} output "
                                 f"channels, not a multiple of the groups")
-    layer = L.Conv2d(cin, out, _short(w.shape[2:]), _short(strides), _short(padding),
+    layer = L.Conv2d(cin, out, _short(w.shape[2:]), _short(strides), _padding(pads),
                      _short(dilations), groups=groups, bias=b is not None, dtype=ctx.dtype)
     layer.params["weight"] = ctx.weight(w)
     if b is not None:
         layer.params["bias"] = ctx.weight(b, (out,))
-    hw = tuple(backends.output_size(image[1 + a], w.shape[2 + a], strides[a],
-                                    (padding[a], padding[a]), dilations[a]) for a in range(2))
+    return ctx.call(layer, [x], (out,) + _sizes(image, w.shape[2:], strides, pads, dilations))
+
+
+@op("ConvTranspose")
+def conv_transpose(ctx, node, attrs):
+    """PyTorch's ConvTranspose2d: the weight (in, out/groups, kh, kw) is laid out alike;
+    pads crop the output, output_padding extends it at the bottom and right."""
+    x = ctx.tensor(0)
+    image = _image(ctx, x)
+    w, b = ctx.const(1, "weight"), _const_or_none(ctx, 2, "bias")
+    if w.ndim != 4:
+        raise OnnxImportError(f"{ctx.where}: only 2-D transposed convolutions are supported "
+                              f"(a 4-D weight), got a weight of shape {w.shape}")
+    groups = attrs.take("group", 1)
+    if not isinstance(groups, int) or groups < 1 or w.shape[0] % groups:
+        raise attrs.unsupported("group", groups, f"the weight {w.shape} has {w.shape[0]} "
+                                f"input channels, not a multiple of the groups")
+    kernel = attrs.take("kernel_shape", list(w.shape[2:]))
+    if list(kernel) != list(w.shape[2:]):
+        raise attrs.unsupported("kernel_shape", kernel, f"the weight is {w.shape}")
+    strides, dilations = _pair(attrs, "strides", [1, 1]), _pair(attrs, "dilations", [1, 1])
+    extra = _pair(attrs, "output_padding", [0, 0], low=0)
+    if any(extra[a] >= max(strides[a], dilations[a]) for a in range(2)):
+        raise attrs.unsupported("output_padding", list(extra), "fastcnn's ConvTranspose2d, as "
+                                "PyTorch's, takes it below the stride or dilation")
+    pads = _transposed_pads(attrs, image, w.shape[2:], strides, dilations, extra)
+    out = w.shape[1] * groups
+    layer = L.ConvTranspose2d(w.shape[0], out, _short(w.shape[2:]), _short(strides),
+                              _padding(pads), _short(extra), groups, b is not None,
+                              _short(dilations), dtype=ctx.dtype)
+    layer.params["weight"] = ctx.weight(w)
+    if b is not None:
+        layer.params["bias"] = ctx.weight(b, (out,))
+    hw = tuple(backends.transposed_output_size(image[1 + a], w.shape[2 + a], strides[a],
+                                               (pads[a], pads[a + 2]), dilations[a], extra[a])
+               for a in range(2))
+    if min(hw) < 1:
+        raise OnnxImportError(f"{ctx.where}: the pads {pads} crop the whole output")
     return ctx.call(layer, [x], (out,) + hw)
+
+
+def _transposed_pads(attrs, image, kernel, strides, dilations, extra):
+    """A ConvTranspose's pads (top, left, bottom, right): given, or what output_shape (or
+    auto_pad SAME_*: the input's size times the stride) asks for, split as the ONNX spec
+    and ONNX Runtime 1.32 split it: the odd one at the end with SAME_UPPER, else at the
+    start."""
+    pads = attrs.take("pads", [0, 0, 0, 0])
+    auto = attrs.take("auto_pad", "NOTSET")
+    shape = attrs.take("output_shape")
+    if auto not in ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"):
+        raise attrs.unsupported("auto_pad", auto, "not an ONNX padding mode")
+    if len(pads) != 4 or min(pads) < 0:
+        raise attrs.unsupported("pads", pads, "fastcnn takes 4 non-negative pads")
+    if auto == "VALID":
+        return [0, 0, 0, 0]
+    if shape is None and auto == "NOTSET":
+        return list(pads)
+    name, value = ("output_shape", shape) if shape is not None else ("auto_pad", auto)
+    if shape is not None and len(shape) not in (2, 4):
+        raise attrs.unsupported(name, value, "fastcnn takes the output's height and width")
+    wanted = shape[-2:] if shape is not None else [image[1 + a] * strides[a] for a in range(2)]
+    pads = [0] * 4
+    for a in range(2):
+        total = (image[1 + a] - 1) * strides[a] + extra[a] + dilations[a] * (
+            kernel[a] - 1) + 1 - wanted[a]
+        if total < 0:
+            raise attrs.unsupported(name, value, f"axis {a + 2} would need {-total} more "
+                                    f"output rows than the transposed convolution makes")
+        early = total // 2 if auto == "SAME_UPPER" else total - total // 2
+        pads[a], pads[a + 2] = early, total - early
+    return pads
 
 
 def _linear(ctx, x, weight, bias):
@@ -215,37 +290,62 @@ def batch_norm(ctx, node, attrs):
 # ---------------------------------------------------------------- pooling
 
 
+def _pool_window(ctx, attrs, image, kernel, extra=NO_PADS):
+    """A pool's (strides, pads, dilations, own pads, ceil_mode); fastcnn's pools (as
+    PyTorch's) pad each side by at most half the kernel."""
+    ceil = bool(attrs.expect("ceil_mode", 0, 0, 1))
+    strides, pads, dilations, own = _window(ctx, attrs, image, kernel, extra)
+    if any(pads[a] > kernel[a % 2] // 2 for a in range(4)):
+        raise attrs.unsupported("pads", own, f"padding {pads} (top, left, bottom, right) "
+                                f"past half the kernel {list(kernel)}: fastcnn's pools, as "
+                                f"PyTorch's, would have windows of padding alone")
+    padded = (image[0], image[1] + extra[0] + extra[2], image[2] + extra[1] + extra[3])
+    if ceil and _sizes(padded, kernel, strides, own, dilations, ceil) != _sizes(
+            image, kernel, strides, pads, dilations, ceil):
+        raise attrs.unsupported("ceil_mode", 1, "a last window starts in the zeros of the Pad "
+                                "in front, which fastcnn's pools (as PyTorch's) leave out "
+                                "where they are padding")
+    return strides, pads, dilations, own, ceil
+
+
+def _stride(kernel, strides):
+    return _short(strides) if strides != kernel else None
+
+
 @op("MaxPool")
 def max_pool(ctx, node, attrs):
     x = ctx.tensor(0)        # a Pad in front: its zeros are not MaxPool's -inf padding
     image = _image(ctx, x)
     kernel = _pair(attrs, "kernel_shape", None)
-    attrs.expect("ceil_mode", 0, reason="fastcnn's MaxPool2d rounds the output size down")
     attrs.expect("storage_order", 0, reason="fastcnn gives no indices")
-    strides, padding, dilations, _ = _window(ctx, attrs, image, kernel)
-    if dilations != (1, 1):
-        raise attrs.unsupported("dilations", list(dilations), "fastcnn's pools do not dilate")
-    layer = L.MaxPool2d(_short(kernel), _short(strides) if strides != kernel else None,
-                        _short(padding))
-    return ctx.call(layer, [x], _pooled(image, kernel, strides, padding))
+    strides, pads, dilations, _, ceil = _pool_window(ctx, attrs, image, kernel)
+    layer = L.MaxPool2d(_short(kernel), _stride(kernel, strides), _padding(pads),
+                        _short(dilations), ceil_mode=ceil)
+    return ctx.call(layer, [x], image[:1] + _sizes(image, kernel, strides, pads, dilations,
+                                                   ceil))
 
 
 @op("AveragePool")
 def avg_pool(ctx, node, attrs):
+    """Own pads count in the divisor with count_include_pad=1 only; the zeros of a Pad in
+    front are values, which always count: fastcnn's AvgPool2d counts all its padding or
+    none, so own pads left out of the count do not go with a Pad in front."""
     x, extra = _padded_input(ctx)
     image = _image(ctx, x)
     kernel = _pair(attrs, "kernel_shape", None)
-    attrs.expect("ceil_mode", 0, reason="fastcnn's AvgPool2d rounds the output size down")
-    include = attrs.take("count_include_pad", 0)
-    strides, padding, dilations, own = _window(ctx, attrs, image, kernel, extra)
-    if any(own) and not include:
-        raise attrs.unsupported("count_include_pad", include, "fastcnn's AvgPool2d counts the "
-                                "padded zeros in the divisor (count_include_pad=1)")
+    include = attrs.expect("count_include_pad", 0, 0, 1)
+    strides, pads, dilations, own, ceil = _pool_window(ctx, attrs, image, kernel, extra)
+    if any(own) and any(extra) and not include:
+        raise attrs.unsupported("count_include_pad", include, "the zeros of the Pad in front "
+                                "count in the divisor and the node's own pads do not: "
+                                "fastcnn's AvgPool2d counts all its padding or none")
     if dilations != (1, 1):
-        raise attrs.unsupported("dilations", list(dilations), "fastcnn's pools do not dilate")
-    layer = L.AvgPool2d(_short(kernel), _short(strides) if strides != kernel else None,
-                        _short(padding))
-    return ctx.call(layer, [x], _pooled(image, kernel, strides, padding))
+        raise attrs.unsupported("dilations", list(dilations), "fastcnn's AvgPool2d does not "
+                                "dilate (as PyTorch's)")
+    exclude = any(own) and not include        # no padding: the flag changes nothing
+    layer = L.AvgPool2d(_short(kernel), _stride(kernel, strides), _padding(pads), ceil,
+                        count_include_pad=not exclude)
+    return ctx.call(layer, [x], image[:1] + _sizes(image, kernel, strides, pads, ceil_mode=ceil))
 
 
 @op("GlobalAveragePool", "GlobalMaxPool")

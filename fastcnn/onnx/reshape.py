@@ -1,10 +1,11 @@
 """Reshaping operators: Flatten, Reshape, Squeeze, Unsqueeze, and the reductions that
 make a Maxout (a Reshape to groups, then ReduceMax: what export writes) or a global pool.
 
-fastcnn's models keep the batch axis and reshape only to flatten (N, C, H, W) to
-(N, C*H*W); so a Reshape or Squeeze is read as the identity, a Flatten, or the groups of
-a Maxout, and anything else is refused. A Reshape's target may come from shape
-arithmetic (``constants``), with None where the batch size goes.
+fastcnn's models keep the batch axis; a Reshape, Squeeze or Unsqueeze that keeps it is
+read as the identity, a Flatten (of the axes it merges), an Unflatten (of the axis it
+splits), a Flatten then an Unflatten (anything else), or the groups of a Maxout; one
+that moves the batch is refused. A Reshape's target may come from shape arithmetic
+(``constants``), with None where the batch size goes.
 """
 
 import math
@@ -20,15 +21,25 @@ from .ops import _short
 
 
 def _reshaped(ctx, x, shape):
-    """x (N, ...) as (N, *shape): itself, or a Flatten; anything else has no layer."""
-    shape = tuple(int(d) for d in shape)
-    if shape == x.shape:
+    """x (N, ...) as (N, *shape), as few layers as do it: itself, a Flatten of the axes
+    it merges, an Unflatten of the axis it splits, else a Flatten to (N, -1) and an
+    Unflatten."""
+    shape, have = tuple(int(d) for d in shape), x.shape
+    if math.prod(shape) != math.prod(have):
+        raise OnnxImportError(f"{ctx.where}: cannot reshape (N, {', '.join(map(str, have))}) "
+                              f"to (N, {', '.join(map(str, shape))})")
+    if shape == have:
         return x
-    if shape == (math.prod(x.shape),):
-        return ctx.call(L.Flatten(), [x], shape)
-    raise OnnxImportError(f"{ctx.where}: reshapes (N, {', '.join(map(str, x.shape))}) to "
-                          f"(N, {', '.join(map(str, shape))}); fastcnn's models reshape only "
-                          f"to flatten, (N, -1)")
+    for start in range(len(have)):
+        for end in range(start + 1, len(have)):      # axes start..end merged
+            if have[:start] + (math.prod(have[start:end + 1]),) + have[end + 1:] == shape:
+                last = end + 1 if end + 1 < len(have) else -1
+                return ctx.call(L.Flatten(start + 1, last), [x], shape)
+        tail = len(shape) - len(have) + start + 1     # axis start split
+        if tail > start and shape[:start] == have[:start] and shape[tail:] == have[start + 1:]:
+            return ctx.call(L.Unflatten(start + 1, shape[start:tail]), [x], shape)
+    flat = ctx.call(L.Flatten(), [x], (math.prod(have),))
+    return ctx.call(L.Unflatten(1, shape), [flat], shape)
 
 
 @op("Flatten")
@@ -74,8 +85,8 @@ def reshape(ctx, node, attrs):
                               f"{dims}, which does not keep the batch axis")
     channels = x.shape[0]
     if len(rest) == len(x.shape) + 1 and rest[1] and rest[0] * rest[1] == channels and \
-            tuple(rest[2:]) == x.shape[1:]:
-        return Grouped(x, rest[1])     # (N, C/k, k, ...): a Maxout if a ReduceMax follows
+            tuple(rest[2:]) == x.shape[1:] and ctx.read_only_by(node.output[0], "ReduceMax"):
+        return Grouped(x, rest[1])     # (N, C/k, k, ...) then a ReduceMax: a Maxout
     return _reshaped(ctx, x, rest)
 
 
@@ -142,6 +153,11 @@ def unsqueeze(ctx, node, attrs):
     if isinstance(value, np.ndarray):
         return C.unsqueeze(ctx, value, axes)
     x = ctx.tensor(0)
-    raise OnnxImportError(f"{ctx.where}: adds axes {axes} to a tensor of shape (N, "
-                          f"{', '.join(map(str, x.shape))}); fastcnn's models reshape only to "
-                          f"flatten, (N, -1)")
+    rank = len(x.shape) + 1 + len(axes)
+    axes = sorted(a % rank for a in axes if -rank <= a < rank)
+    if 0 in axes or len(set(axes)) != len(axes) or len(axes) + len(x.shape) + 1 != rank:
+        raise OnnxImportError(f"{ctx.where}: adds axes {axes} to a tensor of shape (N, "
+                              f"{', '.join(map(str, x.shape))}): fastcnn's models keep the "
+                              f"batch axis first")
+    rest = iter(x.shape)
+    return _reshaped(ctx, x, [1 if a in axes else next(rest) for a in range(1, rank)])
