@@ -2,6 +2,9 @@
 their dtype, rank and layout, padding and window sizes, and the out= arrays (checked, or
 allocated when not given)."""
 
+import threading
+from contextlib import contextmanager
+
 import numpy as np
 
 from .. import _args
@@ -16,6 +19,40 @@ IN_PLACE = frozenset({
     "sigmoid", "sigmoid_backward", "tanh", "tanh_backward", "dropout_backward"})
 
 # ---------------------------------------------------------------- argument checks
+
+
+# ---------------------------------------------------------------- recording backend calls
+
+_recording = threading.local()
+
+
+@contextmanager
+def recording():
+    """The backend calls the ops make in this thread inside the block, as (name, function,
+    args, kwargs), in order: what an eval-mode layer's plan replays (fastcnn.nn.plan)."""
+    calls = []
+    before, _recording.calls = getattr(_recording, "calls", None), calls
+    try:
+        yield calls
+    finally:
+        _recording.calls = before
+
+
+class _Recorded:
+    """A backend module whose functions note each call before making it."""
+
+    def __init__(self, be, calls):
+        self._be, self._calls = be, calls
+
+    def __getattr__(self, name):
+        value = getattr(self._be, name)
+        if not callable(value):
+            return value
+
+        def call(*args, **kwargs):
+            self._calls.append((name, value, args, kwargs))
+            return value(*args, **kwargs)
+        return call
 
 
 def _backend(op, backend, arrays):
@@ -35,7 +72,8 @@ def _backend(op, backend, arrays):
         where = "on the host" if be.DEVICE == "cuda" else "on the GPU"
         raise ValueError(f"{op}: backend {backend!r} computes on {be.DEVICE} but "
                          f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} {where}")
-    return be
+    calls = getattr(_recording, "calls", None)
+    return be if calls is None else _Recorded(be, calls)
 
 
 def _floats(op, be, optional=(), **arrays):

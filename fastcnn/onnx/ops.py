@@ -98,14 +98,20 @@ def _const_or_none(ctx, i, what):
 # ---------------------------------------------------------------- layers with weights
 
 
+def _conv_weights(ctx, what):
+    """(weight, bias or None) of a Conv or ConvTranspose node, whose weight must be 4-D."""
+    w, b = ctx.const(1, "weight"), _const_or_none(ctx, 2, "bias")
+    if w.ndim != 4:
+        raise OnnxImportError(f"{ctx.where}: only 2-D {what} are supported (a 4-D weight), "
+                              f"got a weight of shape {w.shape}")
+    return w, b
+
+
 @op("Conv")
 def conv(ctx, node, attrs):
     x, extra = _padded_input(ctx)
     image = _image(ctx, x)
-    w, b = ctx.const(1, "weight"), _const_or_none(ctx, 2, "bias")
-    if w.ndim != 4:
-        raise OnnxImportError(f"{ctx.where}: only 2-D convolutions are supported (a 4-D "
-                              f"weight), got a weight of shape {w.shape}")
+    w, b = _conv_weights(ctx, "convolutions")
     groups = attrs.take("group", 1)
     kernel = attrs.take("kernel_shape", list(w.shape[2:]))
     if list(kernel) != list(w.shape[2:]):
@@ -129,10 +135,7 @@ def conv_transpose(ctx, node, attrs):
     pads crop the output, output_padding extends it at the bottom and right."""
     x = ctx.tensor(0)
     image = _image(ctx, x)
-    w, b = ctx.const(1, "weight"), _const_or_none(ctx, 2, "bias")
-    if w.ndim != 4:
-        raise OnnxImportError(f"{ctx.where}: only 2-D transposed convolutions are supported "
-                              f"(a 4-D weight), got a weight of shape {w.shape}")
+    w, b = _conv_weights(ctx, "transposed convolutions")
     groups = attrs.take("group", 1)
     if not isinstance(groups, int) or groups < 1 or w.shape[0] % groups:
         raise attrs.unsupported("group", groups, f"the weight {w.shape} has {w.shape[0]} "
