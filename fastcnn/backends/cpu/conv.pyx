@@ -251,7 +251,7 @@ def _finite(a):
 def _forward(x, weight, bias, stride, padding, dilation, groups, y):
     """y = x convolved with weight (+ bias), for y's extent."""
     if (winograd.applies(x.shape, weight.shape, stride, padding, dilation, groups)
-            and winograd.pays(x.shape, padding)):
+            and winograd.pays(y.shape)):
         winograd.conv2d(x, weight, bias, padding, out=y)
         if _finite(y):
             return y
@@ -264,8 +264,7 @@ def _forward(x, weight, bias, stride, padding, dilation, groups, y):
     cdef Py_ssize_t per_thread = 0 if is_pointwise(&g) else g.c * g.kh * g.kw * g.oh * g.ow
     cdef Py_ssize_t data
     # One thread per task (image, group), at most: a batch of one image runs on one.
-    cdef int threads = omp_get_max_threads()
-    cdef int nthreads = max(1, min(threads, x.shape[0] * groups))
+    cdef int nthreads = max(1, min(omp_get_max_threads(), x.shape[0] * groups))
     with workspace(nthreads * per_thread, x.dtype) as ws, single_threaded_blas():
         data = ws.ctypes.data
         if x.dtype == np.float32:
@@ -368,8 +367,7 @@ def _backward(dy, x, weight, stride, padding, dilation, groups, dx, dweight, dbi
     cdef Geometry g = conv_geometry(x_shape, dy.shape, weight.shape[2:], stride, padding,
                                     dilation, groups)
     cdef int k = weight.shape[0], ckk = g.c * g.kh * g.kw
-    cdef int threads = omp_get_max_threads()
-    cdef int nthreads = max(1, min(threads, dy.shape[0] * groups))
+    cdef int nthreads = max(1, min(omp_get_max_threads(), dy.shape[0] * groups))
     cdef Py_ssize_t per_thread = ((0 if is_pointwise(&g) else ckk * g.oh * g.ow)
                                   + (0 if dweight is None else k * ckk)
                                   + (0 if dbias is None else k))

@@ -86,7 +86,7 @@ cdef void max_pool_plane(const real* x, real* y, int* idx, Window g) noexcept no
                 tap_columns(&g, j, &lo, &hi)
                 at = ih * w + j * g.dw - g.pw
                 src = x + at
-                if idx == NULL:
+                if idx == NULL:   # its own loop: a test of idx inside one loop ran 2-4x slower
                     for q in range(lo, hi):
                         v, b = src[q * sw], best[q]
                         best[q] = v if (not v <= b) & (b == b) else b

@@ -42,13 +42,11 @@ def applies(x_shape, w_shape, stride, padding, dilation, groups):
             and x_shape[1] >= MIN_CHANNELS and w_shape[0] >= MIN_CHANNELS)
 
 
-def pays(x_shape, padding):
-    """True when a forward has tiles enough for two chunks (one per thread of a 2-core
-    machine): below that, its transforms cost more than the direct gemm saves, measured on
-    MNIST-sized layers at batch 1 to 16."""
-    th, tw = ((x_shape[2 + a] + padding[2 * a] + padding[2 * a + 1] - 2 + 1) // 2
-              for a in range(2))
-    return x_shape[0] * th * tw >= 2 * TILES_PER_CHUNK
+def pays(y_shape):
+    """True when a forward has tiles (2x2 outputs, as tiling() cuts y) enough for two
+    chunks (one per thread of a 2-core machine): below that, its transforms cost more than
+    the direct gemm saves, measured on MNIST-sized layers at batch 1 to 16."""
+    return y_shape[0] * ((y_shape[2] + 1) // 2) * ((y_shape[3] + 1) // 2) >= 2 * TILES_PER_CHUNK
 
 
 cdef struct Tiling:

@@ -2,6 +2,8 @@
 gather), except max-pool's backward (below) and global average pooling (a block per
 plane, a reduction)."""
 
+import functools
+
 import numpy as np
 from numba import cuda
 
@@ -148,14 +150,10 @@ def max_pool2d(x, kernel_size, stride, padding, dilation, *, out):
     return out
 
 
-_none = []
-
-
+@functools.cache
 def _no_indices():
     """A one-element stand-in for the indices a kernel is told not to write."""
-    if not _none:
-        _none.append(cuda.device_array((1, 1, 1, 1), np.int32))
-    return _none[0]
+    return cuda.device_array((1, 1, 1, 1), np.int32)
 
 
 def max_pool2d_backward(dy, indices, input_shape, *, out):
