@@ -322,6 +322,21 @@ def test_nan_wins_every_window_it_is_in_as_in_the_reference(backend):
             np.testing.assert_allclose(g, w, rtol=1e-6)   # NaN where the reference has it
 
 
+@pytest.mark.parametrize("shape", [(3, 4, 14, 14), (2, 3, 7, 9), (1, 2, 2, 2), (1, 1, 3, 2)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_2x2_pool_is_the_general_one(backend, shape, dtype):
+    """2x2 windows at stride 2 (the cpu backend's own loop for them): the reference's maxima
+    and arg-maxima with ties (the first wins), NaNs (the first stays) and an odd last row or
+    column (dropped), with and without indices."""
+    x = _values(shape, dtype, ties=True)
+    x.reshape(-1)[::7] = np.nan
+    y, idx = run(backend, "max_pool2d", x, 2)
+    want_y, want_idx = reference("max_pool2d", x, 2)
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_array_equal(run(backend, "max_pool2d", x, 2, indices=False), want_y)
+
+
 def test_no_channels_give_empty_results(any_backend):
     x, line = np.ones((2, 0, 5, 5), np.float32), np.ones((2, 0, 6), np.float32)
     assert run(any_backend, "max_pool2d", x, 2, ceil_mode=True)[0].shape == (2, 0, 3, 3)

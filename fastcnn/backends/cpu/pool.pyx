@@ -100,14 +100,60 @@ cdef void max_pool_plane(const real* x, real* y, int* idx, Window g) noexcept no
                     best_at[q] = at + q * sw if take else best_at[q]
 
 
+cdef inline bint is_2x2(const Window* g) noexcept nogil:
+    """2x2 windows at stride 2, no padding, no dilation: the CNN's usual pooling, every
+    window inside the image (floor mode; ceil_mode's partial windows need the taps)."""
+    return (g.kh == 2 and g.kw == 2 and g.sh == 2 and g.sw == 2 and g.dh == 1 and g.dw == 1
+            and g.ph == 0 and g.pw == 0 and 2 * g.oh <= g.h and 2 * g.ow <= g.w)
+
+
+cdef void max_pool_2x2_plane(const real* x, real* y, int* idx, Window g) noexcept nogil:
+    """max_pool_plane for is_2x2 windows, with the same taps in the same order, one pass
+    over the output row each, but none of the general kernel's per-row set-up (window
+    bounds, padding): on small planes (7x7 outputs) that cost more than the work."""
+    cdef int o, q, t, at
+    cdef int w = g.w, ow = g.ow
+    cdef real v, b
+    cdef bint take
+    cdef const real* src
+    cdef real* best
+    cdef int* best_at = NULL
+    for o in range(g.oh):
+        best = y + o * ow
+        src = x + 2 * o * w
+        for q in range(ow):
+            best[q] = src[2 * q]
+        if idx != NULL:
+            best_at = idx + o * ow
+            for q in range(ow):
+                best_at[q] = 2 * o * w + 2 * q
+        for t in range(1, 4):   # taps (0, 1), (1, 0), (1, 1)
+            at = (2 * o + t // 2) * w + t % 2
+            src = x + at
+            if idx == NULL:
+                for q in range(ow):
+                    v, b = src[2 * q], best[q]
+                    best[q] = v if (not v <= b) & (b == b) else b
+                continue
+            for q in range(ow):
+                v, b = src[2 * q], best[q]
+                take = (not v <= b) & (b == b)
+                best[q] = v if take else b
+                best_at[q] = at + 2 * q if take else best_at[q]
+
+
 cdef void _max_pool(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :, :, ::1] idx,
                     Window g) noexcept nogil:
     cdef Py_ssize_t pl, hw = g.h * g.w, ohw = g.oh * g.ow
-    cdef bint with_idx = idx is not None
+    cdef bint with_idx = idx is not None, two = is_2x2(&g)
+    cdef int* ip
     for pl in prange(x.shape[0] * x.shape[1], schedule="static",
                      num_threads=threads_for_pixels(x.shape[0] * x.shape[1] * hw)):
-        max_pool_plane(&x[0, 0, 0, 0] + pl * hw, &y[0, 0, 0, 0] + pl * ohw,
-                       &idx[0, 0, 0, 0] + pl * ohw if with_idx else NULL, g)
+        ip = &idx[0, 0, 0, 0] + pl * ohw if with_idx else NULL
+        if two:
+            max_pool_2x2_plane(&x[0, 0, 0, 0] + pl * hw, &y[0, 0, 0, 0] + pl * ohw, ip, g)
+        else:
+            max_pool_plane(&x[0, 0, 0, 0] + pl * hw, &y[0, 0, 0, 0] + pl * ohw, ip, g)
 
 
 def max_pool2d(x, kernel_size, stride, padding, dilation, *, out):
