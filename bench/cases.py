@@ -78,25 +78,36 @@ def _tiny_conv(x, w, stride, padding):
     return (2, c, side, side), (k, c, kh, w[3])
 
 
-def conv2d(label, x, w, stride, padding, train, tiny=False, **flags):
-    """conv2d (or forward + backward) of x by weight w, with a bias."""
+# conv2d's parts: part -> (name, step, the forwards' worth of work one call does).
+CONV_PARTS = {
+    "forward": ("conv2d", "conv2d", 1),
+    "dx": ("conv2d dx", "conv2d_dx", 1),               # the input gradient alone
+    "dweight": ("conv2d dweight", "conv2d_dweight", 1),  # the weight and bias gradients
+    "train": ("conv2d+bwd", "conv2d_train", 3),        # forward, then dx and dweight
+}
+
+
+def conv2d(label, x, w, stride, padding, part="forward", tiny=False, **flags):
+    """One part of conv2d of x by weight w, with a bias (see CONV_PARTS): the forward, a
+    gradient for dy, or forward + backward. Each gradient counts a forward's operations
+    (the products are the same, rearranged)."""
     n, c, k, kh, kw, oh, ow = _conv_shapes(x, w, stride, padding)
-    arrays = {"x": x, "weight": w, "bias": (k,)}
-    if train:
+    prefix, step, forwards = CONV_PARTS[part]
+    arrays = {"x": x, "weight": w}
+    if part in ("forward", "train"):
+        arrays["bias"] = (k,)
+    if part != "forward":
         arrays["dy"] = (n, k, oh, ow)
-    forward = 2 * n * k * oh * ow * c * kh * kw
     case = Case(
-        name=f"conv2d{'+bwd' if train else ''} {label}",
-        step="conv2d_train" if train else "conv2d", arrays=arrays,
+        name=f"{prefix} {label}", step=step, arrays=arrays,
         params={"stride": (stride, stride), "padding": (padding, padding)},
         describe=f"{_x(x)} * {_x(w)}" + (f" s{stride}" if stride > 1 else "")
                  + (f" p{padding}" if padding else ""),
-        flops=3 * forward if train else forward,  # backward: dx and dweight, each a forward
-        memory=train, **flags)
+        flops=forwards * 2 * n * k * oh * ow * c * kh * kw, memory=part == "train", **flags)
     if tiny:
         return case
     tx, tw = _tiny_conv(x, w, stride, padding)
-    return _with_tiny(case, conv2d(label, tx, tw, stride, padding, train, True))
+    return _with_tiny(case, conv2d(label, tx, tw, stride, padding, part, True))
 
 
 def im2col(label, x, w, stride, padding, fold, tiny=False, **flags):
@@ -275,8 +286,8 @@ CONVS = {
 SMALL = ("A", "B")  # the reference is timed on these only; on C and D it takes seconds
 
 CASES = [
-    *[conv2d(label, *CONVS[label], train=False, reference=label in SMALL) for label in CONVS],
-    *[conv2d(label, *CONVS[label], train=True, reference=label in SMALL) for label in CONVS],
+    *[conv2d(label, *CONVS[label], part, reference=label in SMALL)
+      for part in CONV_PARTS for label in CONVS],
     *[im2col(label, *CONVS[label], fold=fold, reference=label in SMALL)
       for fold in (False, True) for label in ("B", "C")],
     *[pool(kind, x, 2, train) for kind in ("max", "avg") for train in (False, True)
