@@ -301,6 +301,7 @@ CASES = [
       (((64, 512, 7, 7), 1), ((64, 256, 13, 13), 6)) for train in (False, True)],
     *[ceil_pool((16, 64, 112, 112), 3, 2, train, reference=False) for train in (False, True)],
     matmul(1024, 1024, 1024),
+    matmul(2048, 2048, 2048, full=False),   # --quick's sgemm ceiling
     matmul(4096, 4096, 4096, quick=False),
     *[linear(100, 3136, 10, train) for train in (False, True)],
     seed_cnn(100, epoch=False),
@@ -309,6 +310,21 @@ CASES = [
     seed_cnn(1000, epoch=True, full=False),   # --quick's short epoch
     seed_cnn(8000, epoch=True, quick=False),  # the whole training split
 ]
+
+
+# The machine's sgemm ceiling: the best CPU rate on a large square float32 product, measured
+# in the same run (--quick: 2048^3, the full run: 4096^3); the conv cases' rates are shown
+# as a share of it. A run of conv cases without that matmul case gets it added.
+CEILING = {True: "matmul 2048x2048x2048", False: "matmul 4096x4096x4096"}   # by --quick
+CEILING_STEPS = {step for _, step, _ in CONV_PARTS.values()}
+
+
+def with_ceiling(chosen, quick, tiny=False):
+    """chosen, and at its end the sgemm ceiling's case if a conv case is there without it."""
+    name = CEILING[bool(quick)]
+    if any(c.step in CEILING_STEPS for c in chosen) and name not in [c.name for c in chosen]:
+        return chosen + [find(name, tiny)]
+    return chosen
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,10 +24,11 @@ import time
 
 import numpy as np
 
-from .cases import TARGETS
+from .cases import CEILING_STEPS, TARGETS
 from .impls import Fastcnn
 
 RTOL = 1e-3  # float32 results vs the float64 oracle, relative to the largest |value|
+CEILING_OF = ("fastcnn-cpu", "numpy", "torch-cpu")  # whose matmul rate can be the ceiling
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,3 +253,20 @@ def add_rates_and_speedups(result):
                 "speedup_needed": t.speedup, "speedup": measured,
                 "met": None if measured is None else measured >= t.speedup})
     return result
+
+
+def add_sgemm_shares(results, ceiling_case):
+    """The sgemm ceiling of this run, {"case", "implementation", "gflops"}: the best GFLOP/s
+    of the CPU implementations on the matmul case called ceiling_case (None if it did not
+    run). Every CPU result of a conv case gets its rate as a share of it: "sgemm_share", in
+    percent."""
+    rates = {name: r["gflops"] for c in results if c["name"] == ceiling_case
+             for name, r in c["results"].items() if "gflops" in r and name in CEILING_OF}
+    if not rates:
+        return None
+    best = max(rates, key=rates.get)
+    for case in results:
+        for name, r in case["results"].items():
+            if case["step"] in CEILING_STEPS and "gflops" in r and not name.endswith("cuda"):
+                r["sgemm_share"] = 100 * r["gflops"] / rates[best]
+    return {"case": ceiling_case, "implementation": best, "gflops": rates[best]}

@@ -59,6 +59,8 @@ def test_json_holds_machine_info_and_speedups(tiny_run):
     matmul = next(c for c in run["cases"] if c["name"] == "matmul 1024x1024x1024")
     (target,) = matmul["targets"]
     assert target["baseline"] == "numpy" and target["met"] == (target["speedup"] >= 0.9)
+    assert run["sgemm_ceiling"]["case"] == "matmul 4096x4096x4096"
+    assert conv["results"]["fastcnn-cpu"]["sgemm_share"] > 0
 
 
 def test_plot_is_a_png(tiny_run):
@@ -76,6 +78,7 @@ def test_table_and_readme_section(tiny_run, tmp_path):
     report.update_readme(run, readme)
     text = readme.read_text()
     assert "old" not in text and "| `conv2d A` |" in text
+    assert "The sgemm ceiling of this run: " in text
     assert text.endswith(f"{report.END}\nafter\n")
     readme.write_text("no markers\n")
     with pytest.raises(SystemExit):
@@ -215,3 +218,46 @@ def test_runs_as_a_module_of_the_installed_package(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "conv2d+bwd A" in done.stdout and "(full only)" in done.stdout
+
+
+def _timed(name, step, flops, medians):
+    """A case's result with made-up median times (seconds per implementation), rates and
+    speedups added as after a run."""
+    results = {impl: {"status": "ok", "median": m, "min": m, "max": m, "samples": [m]}
+               for impl, m in medians.items()}
+    return runner.add_rates_and_speedups({"name": name, "step": step, "describe": "",
+                                          "flops": flops, "results": results})
+
+
+def test_sgemm_ceiling_and_the_conv_rows_share_of_it():
+    """The ceiling is the best CPU rate on the ceiling's matmul case (not the GPU's, not
+    another matmul's); each conv row on the CPU shows its rate as a share of it."""
+    matmul = _timed("matmul 2048x2048x2048", "matmul", 200e9,
+                    {"fastcnn-cpu": 2.0, "numpy": 1.0, "torch-cpu": 4.0, "fastcnn-cuda": 0.1})
+    small = _timed("matmul 1024x1024x1024", "matmul", 200e9, {"numpy": 0.5})
+    conv = _timed("conv2d dx B", "conv2d_dx", 100e9,
+                  {"fastcnn-cpu": 2.0, "torch-cpu": 1.0, "fastcnn-cuda": 0.1})
+    pool = _timed("max_pool2d 1x1x2x2", "max_pool2d", 0, {"fastcnn-cpu": 1.0})
+    ceiling = runner.add_sgemm_shares([small, matmul, conv, pool], "matmul 2048x2048x2048")
+    assert ceiling == {"case": "matmul 2048x2048x2048", "implementation": "numpy",
+                       "gflops": 200.0}
+    assert conv["results"]["fastcnn-cpu"]["sgemm_share"] == pytest.approx(25.0)
+    assert conv["results"]["torch-cpu"]["sgemm_share"] == pytest.approx(50.0)
+    assert "sgemm_share" not in conv["results"]["fastcnn-cuda"]
+    assert "sgemm_share" not in matmul["results"]["numpy"]
+    run = {"mode": "quick", "cases": [matmul, conv], "sgemm_ceiling": ceiling}
+    text = report.table(run)
+    assert text.startswith("The sgemm ceiling of this run: 200.0 GFLOP/s (numpy, "
+                           "matmul 2048x2048x2048")
+    (row,) = [line for line in text.splitlines() if line.startswith("conv2d dx B")]
+    assert row.split()[-4:] == ["50.0", "GFLOP/s", "25%", "0.50x"]   # rate, of sgemm, vs torch
+    assert runner.add_sgemm_shares([conv], "matmul 2048x2048x2048") is None
+
+
+def test_a_conv_case_brings_the_ceiling_case_along():
+    chosen = cases.with_ceiling(cases.select(quick=True, only=["conv2d dx B"]), quick=True)
+    assert [c.name for c in chosen] == ["conv2d dx B", "matmul 2048x2048x2048"]
+    assert cases.with_ceiling(cases.select(only=["pool"]), quick=False) == cases.select(
+        only=["pool"])
+    full = cases.select(only=["conv2d B", "matmul"])
+    assert cases.with_ceiling(full, quick=False) == full   # 4096^3 is already there
