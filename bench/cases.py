@@ -20,7 +20,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from fastcnn.backends import output_size
+from fastcnn.backends import output_size, transposed_output_size
 
 from . import training
 
@@ -108,6 +108,54 @@ def conv2d(label, x, w, stride, padding, part="forward", tiny=False, **flags):
         return case
     tx, tw = _tiny_conv(x, w, stride, padding)
     return _with_tiny(case, conv2d(label, tx, tw, stride, padding, part, True))
+
+
+def grouped_conv2d(x, w, padding, groups, train, tiny=False, **flags):
+    """conv2d with groups, with a bias (or forward + backward): depthwise when every input
+    channel is its own group (weight K x 1 x kh x kw), else grouped as in ResNeXt."""
+    n, c, k, kh, kw, oh, ow = _conv_shapes(x, w, 1, padding)
+    depthwise = groups == c and w[1] == 1
+    arrays = {"x": x, "weight": w, "bias": (k,)}
+    if train:
+        arrays["dy"] = (n, k, oh, ow)
+    forward = 2 * n * k * oh * ow * w[1] * kh * kw   # each output sees C/groups channels
+    op = "depthwise_conv2d" if depthwise else "grouped_conv2d"
+    case = Case(name=f"{op}{'+bwd' if train else ''} {_x(x)}",
+                step="grouped_conv2d_train" if train else "grouped_conv2d", arrays=arrays,
+                params={"stride": (1, 1), "padding": (padding, padding), "groups": groups},
+                describe=f"{_x(x)} * {_x(w)}" + (f" p{padding}" if padding else "")
+                         + f" groups={groups}",
+                flops=3 * forward if train else forward, **flags)
+    if tiny:
+        return case
+    side = max(kh + 2 - 2 * padding, 1)   # a 3x3 output
+    if depthwise:   # three channels, each its own group
+        tx, tw, g = (2, 3, side, side), (3, 1, kh, kw), 3
+    else:           # two groups of two channels
+        tx, tw, g = (2, 4, side, side), (4, 2, kh, kw), 2
+    return _with_tiny(case, grouped_conv2d(tx, tw, padding, g, train, True))
+
+
+def conv_transpose2d(x, w, stride, padding, train, tiny=False, **flags):
+    """Transposed convolution of x by w (input channels first), with a bias (or forward +
+    backward): DCGAN's upsampling layer."""
+    n, c, h, wd = x
+    _, k, kh, kw = w
+    oh, ow = (transposed_output_size(h, kh, stride, (padding, padding)),
+              transposed_output_size(wd, kw, stride, (padding, padding)))
+    arrays = {"x": x, "weight": w, "bias": (k,)}
+    if train:
+        arrays["dy"] = (n, k, oh, ow)
+    forward = 2 * n * h * wd * c * k * kh * kw   # every input pixel meets every tap
+    case = Case(name=f"conv_transpose2d{'+bwd' if train else ''} {_x(x)}",
+                step="conv_transpose2d_train" if train else "conv_transpose2d", arrays=arrays,
+                params={"stride": (stride, stride), "padding": (padding, padding)},
+                describe=f"{_x(x)} * {_x(w)} s{stride} p{padding} -> {_x((n, k, oh, ow))}",
+                flops=3 * forward if train else forward, **flags)
+    if tiny:
+        return case
+    return _with_tiny(case, conv_transpose2d((2, 3, 3, 3), (3, 4, kh, kw), stride, padding,
+                                             train, True))
 
 
 def im2col(label, x, w, stride, padding, fold, tiny=False, **flags):
@@ -300,6 +348,14 @@ CASES = [
     *[adaptive_pool(x, size, train, reference=False) for x, size in
       (((64, 512, 7, 7), 1), ((64, 256, 13, 13), 6)) for train in (False, True)],
     *[ceil_pool((16, 64, 112, 112), 3, 2, train, reference=False) for train in (False, True)],
+    # issue 16's new ops: depthwise (issue 13's case), ResNeXt's grouped, DCGAN's transposed
+    *[grouped_conv2d((16, 512, 14, 14), (512, 1, 3, 3), 1, 512, train, reference=False)
+      for train in (False, True)],
+    grouped_conv2d((32, 128, 28, 28), (128, 4, 3, 3), 1, 32, False, reference=False),
+    # The full run only: PyTorch CPU's grouped weight gradient takes seconds here.
+    grouped_conv2d((32, 128, 28, 28), (128, 4, 3, 3), 1, 32, True, reference=False, quick=False),
+    *[conv_transpose2d((64, 128, 16, 16), (128, 64, 4, 4), 2, 1, train, reference=False)
+      for train in (False, True)],
     matmul(1024, 1024, 1024),
     matmul(2048, 2048, 2048, full=False),   # --quick's sgemm ceiling
     matmul(4096, 4096, 4096, quick=False),

@@ -10,6 +10,7 @@ every gradient, so all implementations do the same work:
     conv2d_train      -> (y, dx, dweight, dbias)
     conv2d_dx         -> dx               # the backward's parts alone, for dy
     conv2d_dweight    -> (dweight, dbias)
+    grouped_conv2d_train, conv_transpose2d_train -> (y, dx, dweight, dbias)
     max/avg_pool2d_train, upsample_nearest2d_train, upsample_bilinear2d_train -> (y, dx)
     linear_train      -> (y, dx, dweight, dbias)
     max_pool2d        -> (y, indices)   # indices as h * W + w: what backward needs
@@ -131,6 +132,25 @@ class Fastcnn(Implementation):
         _, dweight, dbias = self.F.conv2d_backward(dy, x, weight, stride, padding,
                                                    need_dx=False, backend=self.backend)
         return dweight, dbias
+
+    def grouped_conv2d(self, x, weight, bias, stride, padding, groups):
+        return self.F.conv2d(x, weight, bias, stride, padding, groups=groups,
+                             backend=self.backend)
+
+    def grouped_conv2d_train(self, x, weight, bias, dy, stride, padding, groups):
+        y = self.grouped_conv2d(x, weight, bias, stride, padding, groups)
+        dx, dweight, dbias = self.F.conv2d_backward(dy, x, weight, stride, padding,
+                                                    groups=groups, backend=self.backend)
+        return y, dx, dweight, dbias
+
+    def conv_transpose2d(self, x, weight, bias, stride, padding):
+        return self.F.conv_transpose2d(x, weight, bias, stride, padding, backend=self.backend)
+
+    def conv_transpose2d_train(self, x, weight, bias, dy, stride, padding):
+        y = self.conv_transpose2d(x, weight, bias, stride, padding)
+        dx, dweight, dbias = self.F.conv_transpose2d_backward(dy, x, weight, stride, padding,
+                                                              backend=self.backend)
+        return y, dx, dweight, dbias
 
     def im2col(self, x, kernel_size, stride, padding):
         return self.F.im2col(x, kernel_size, stride, padding, backend=self.backend)
@@ -349,6 +369,21 @@ class Torch(Implementation):
 
     def conv2d_dweight(self, x, weight, dy, stride, padding):
         return self._conv2d_grads(x, weight, dy, stride, padding, (False, True, True))[1:]
+
+    def grouped_conv2d(self, x, weight, bias, stride, padding, groups):
+        return self.F.conv2d(x, weight, bias, stride, padding, groups=groups)
+
+    def grouped_conv2d_train(self, x, weight, bias, dy, stride, padding, groups):
+        leaves = self._leaves(x, weight, bias)
+        y = self.F.conv2d(*leaves, stride, padding, groups=groups)
+        return self._backward(y, dy, leaves)
+
+    def conv_transpose2d(self, x, weight, bias, stride, padding):
+        return self.F.conv_transpose2d(x, weight, bias, stride, padding)
+
+    def conv_transpose2d_train(self, x, weight, bias, dy, stride, padding):
+        leaves = self._leaves(x, weight, bias)
+        return self._backward(self.F.conv_transpose2d(*leaves, stride, padding), dy, leaves)
 
     def im2col(self, x, kernel_size, stride, padding):
         return self.F.unfold(x, kernel_size, padding=padding, stride=stride)

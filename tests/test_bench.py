@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fastcnn.bench import __main__ as bench_main
-from fastcnn.bench import cases, impls, memory, report, runner
+from fastcnn.bench import cases, impls, memory, onnxruntime_impl, report, runner
 from fastcnn.data import load_mnist
 from mnist_data import mnist_dir
 
@@ -35,9 +35,11 @@ def test_every_case_runs_and_validates(tiny_run):
         trains = case["step"].startswith("train") or case["step"] == "predict"
         statuses = {name: r["status"] for name, r in case["results"].items()}
         assert statuses["fastcnn-cpu"] == "ok", case["name"]
-        if case["step"] in ("conv2d", "max_pool2d_infer", "predict"):   # ONNX Runtime's cases
+        if case["step"] in ("conv2d", "grouped_conv2d", "conv_transpose2d", "max_pool2d_infer",
+                            "predict"):   # ONNX Runtime's cases
             assert statuses.get("onnxruntime", "ok") == "ok", case["name"]
-        assert statuses["numpy"] == ("n/a" if trains else "ok"), case["name"]
+        numpy = "n/a" if trains else "ok" if hasattr(impls.NumPy, case["step"]) else "skipped"
+        assert statuses["numpy"] == numpy, case["name"]
         assert set(statuses.values()) <= {"ok", "skipped", "n/a"}, (case["name"], statuses)
         for r in case["results"].values():
             if r["status"] == "ok":
@@ -112,7 +114,10 @@ def test_a_wrong_result_is_reported_and_not_timed():
 
 def test_only_and_quick_pick_cases():
     assert [c.name for c in cases.select(only=["conv2d+bwd"])] == [
-        f"conv2d+bwd {label}" for label in "ABCD"]
+        f"conv2d+bwd {label}" for label in "ABCD"] + [
+        "depthwise_conv2d+bwd 16x512x14x14", "grouped_conv2d+bwd 32x128x28x28"]
+    assert [c.name for c in cases.select(only=["conv2d dx"])] == [
+        f"conv2d dx {label}" for label in "ABCD"]
     assert "matmul 4096x4096x4096" not in [c.name for c in cases.select(quick=True)]
     assert cases.select(only=["no such case"]) == []
     # --quick trains one step and a short epoch; the full run the whole training split.
@@ -123,6 +128,28 @@ def test_only_and_quick_pick_cases():
         "seed_cnn train_step", "seed_cnn predict 100", "seed_cnn predict 1",
         "seed_cnn epoch 8000"]
     assert len(cases.select(quick=None)) == len(cases.CASES)
+
+
+NEW_OPS = ["depthwise_conv2d 16x512x14x14", "depthwise_conv2d+bwd 16x512x14x14",
+           "grouped_conv2d 32x128x28x28", "grouped_conv2d+bwd 32x128x28x28",
+           "conv_transpose2d 64x128x16x16", "conv_transpose2d+bwd 64x128x16x16"]
+
+
+@pytest.mark.parametrize("name", NEW_OPS + [
+    f"conv2d {part} {label}" for part in ("dx", "dweight") for label in "ABCD"])
+def test_a_new_case_runs_on_the_reference_cpu_and_torch(name):
+    """Every new case's tiny twin validates on fastcnn's reference and cpu backends and on
+    PyTorch (when installed), the forwards of the new ops on ONNX Runtime too."""
+    found = [impls.Fastcnn("reference"), impls.Fastcnn("cpu"), impls.Torch("cpu"),
+             onnxruntime_impl.OnnxRuntime()]
+    found = [i for i in found if not i.unavailable()]
+    case = cases.find(name, tiny=True)
+    statuses = {n: r["status"] for n, r in runner.run_case(case, found, runner.ONCE)[
+        "results"].items()}
+    assert statuses["reference"] == statuses["fastcnn-cpu"] == "ok", statuses
+    assert statuses.get("torch-cpu", "ok") == "ok", statuses
+    want = "ok" if hasattr(onnxruntime_impl.OnnxRuntime, case.step) else "skipped"
+    assert statuses.get("onnxruntime", want) == want, statuses
 
 
 def _train_case(name):
