@@ -177,10 +177,15 @@ def targets_table(run, markdown=False):
     rows = []
     for case in run["cases"]:
         for t in case.get("targets", []):
-            measured = "" if t["speedup"] is None else f"{t['speedup']:.2f}x"
+            if t["baseline"] == "gflops":   # a rate, not a speedup
+                needs = f"{t['speedup_needed']:.0f} GFLOP/s"
+                measured = "" if t["speedup"] is None else f"{t['speedup']:.1f} GFLOP/s"
+            else:
+                needs = f"{t['speedup_needed']:.2f}x vs {t['baseline']}"
+                measured = "" if t["speedup"] is None else f"{t['speedup']:.2f}x"
             verdict = {True: "met", False: "NOT MET", None: "not measured"}[t["met"]]
-            rows.append([case["name"], t["implementation"], t["goal"],
-                         f"{t['speedup_needed']:.2f}x vs {t['baseline']}", measured, verdict])
+            rows.append([case["name"], t["implementation"], t["goal"], needs, measured,
+                         verdict])
     if not rows:
         return ""
     header = ["case", "implementation", "goal", "needs", "measured", ""]
@@ -328,7 +333,7 @@ def readme_section(run):
     targets = targets_table(run, markdown=True)
     if targets:
         lines += ["", "Speed targets from the project's issues (speedup = the other's time / "
-                  "fastcnn's):", "", targets]
+                  "fastcnn's, or a rate):", "", targets]
     memory = memory_table(run, markdown=True)
     if memory:
         lines += ["", "Peak resident memory of one forward+backward call (fresh process per "

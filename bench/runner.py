@@ -226,7 +226,8 @@ def _validate(case, impl, arrays, want, budget):
 
 def add_rates_and_speedups(result):
     """Per implementation: GFLOP/s, images/s or GB/s, and speedups (baseline time / its
-    time) over PyTorch on the same device, NumPy, the reference and ONNX Runtime."""
+    time) over PyTorch on the same device, NumPy, the reference and ONNX Runtime; then the
+    case's targets, each with its measured speedup (or rate) and whether it is met."""
     results = result["results"]
     for name, r in results.items():
         if r["status"] != "ok":
@@ -246,7 +247,9 @@ def add_rates_and_speedups(result):
                 r["speedup"][key] = b["median"] / r["median"]
     result["targets"] = []
     for t in TARGETS.get(result["name"], []):
-        measured = results.get(t.impl, {}).get("speedup", {}).get(t.baseline)
+        r = results.get(t.impl, {})
+        measured = r.get("gflops") if t.baseline == "gflops" else r.get("speedup", {}).get(
+            t.baseline)
         if t.impl in results:
             result["targets"].append({
                 "implementation": t.impl, "baseline": t.baseline, "goal": t.goal,

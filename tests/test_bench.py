@@ -288,3 +288,21 @@ def test_a_conv_case_brings_the_ceiling_case_along():
         only=["pool"])
     full = cases.select(only=["conv2d B", "matmul"])
     assert cases.with_ceiling(full, quick=False) == full   # 4096^3 is already there
+
+
+@pytest.mark.parametrize("gflops, verdict", [(120.0, "met"), (80.0, "NOT MET")])
+def test_a_rate_target_is_reported_in_gflops(gflops, verdict):
+    """conv2d+bwd B's >= 100 GFLOP/s (issue 16) is a rate, not a speedup: the report says
+    what was needed and measured in GFLOP/s, beside the case's speedup targets."""
+    flops = cases.find("conv2d+bwd B").flops
+    result = _timed("conv2d+bwd B", "conv2d_train", flops,
+                    {"fastcnn-cpu": flops / (gflops * 1e9), "torch-cpu": flops / 60e9})
+    (rate,) = [t for t in result["targets"] if t["baseline"] == "gflops"]
+    assert rate["speedup"] == pytest.approx(gflops) and rate["met"] == (verdict == "met")
+    lines = report.targets_table({"cases": [result]}).splitlines()
+    (line,) = [line for line in lines if "GFLOP/s" in line]
+    cells = ["100", "GFLOP/s", f"{gflops:.1f}", "GFLOP/s", *verdict.split()]  # needs, measured
+    assert line.split()[-len(cells):] == cells
+    speedups = {t["goal"]: t["met"] for t in result["targets"] if t["baseline"] == "torch"}
+    assert speedups == {"<= 1.0x PyTorch's time (#3)": gflops >= 60,
+                        ">= 1.25x PyTorch CPU (#16)": gflops >= 75}
