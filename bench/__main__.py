@@ -1,6 +1,6 @@
 """fastcnn-bench: time every kernel against the reference, NumPy and PyTorch in one run.
 
-    fastcnn-bench --quick                    # about two minutes; writes results.json, speedups.png
+    fastcnn-bench --quick                    # a few minutes; writes results.json, speedups.png
     fastcnn-bench --out full.json --plot full.png
     fastcnn-bench --only conv2d,matmul --threads 1
     fastcnn-bench --only seed_cnn --synthetic   # the training cases on random images

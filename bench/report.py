@@ -113,7 +113,8 @@ def ceiling_note(run):
         return ""
     return (f"The sgemm ceiling of this run: {c['gflops']:.1f} GFLOP/s ({c['implementation']}, "
             f"{c['case']}, the best CPU rate there); \"of sgemm\" is a conv case's CPU rate "
-            "as a share of it.")
+            "as a share of it (the rate counts direct convolution's operations: above 100%, "
+            "the kernel does fewer, as Winograd's do).")
 
 
 def _speedup(r, key):
