@@ -1,6 +1,6 @@
 """fastcnn-bench: time every kernel against the reference, NumPy and PyTorch in one run.
 
-    fastcnn-bench --quick                    # about two minutes; writes results.json, speedups.png
+    fastcnn-bench --quick                    # a few minutes; writes results.json, speedups.png
     fastcnn-bench --out full.json --plot full.png
     fastcnn-bench --only conv2d,matmul --threads 1
     fastcnn-bench --only seed_cnn --synthetic   # the training cases on random images
@@ -69,7 +69,8 @@ def parse(argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
-    chosen = cases.select(quick=args.quick, only=args.only, tiny=args.tiny)
+    chosen = cases.with_ceiling(cases.select(quick=args.quick, only=args.only, tiny=args.tiny),
+                                args.quick, args.tiny)
     if args.list:
         for case in cases.select(quick=None, only=args.only, tiny=args.tiny):
             only = "" if case.quick and case.full else "  (full only)" if case.full \
@@ -162,6 +163,7 @@ def _run(args, argv, chosen, started):
         result = runner.run_case(case, ready, budget, seed=args.seed, on_step=step,
                                  mnist=mnist)
         results.append(runner.add_rates_and_speedups(result))
+    ceiling = runner.add_sgemm_shares(results, cases.CEILING[args.quick])
     by_name = {r["name"]: r for r in results}
     for name in memory_of if memory_cases else []:
         step(f"peak memory of {name}")
@@ -177,7 +179,8 @@ def _run(args, argv, chosen, started):
            "machine": report.machine_info(args.threads),
            "budget": dataclasses.asdict(budget), "rtol": runner.RTOL,
            "implementations": {i.name: i.label for i in ready}, "not_run": missing,
-           "cases": results, "wall_seconds": time.perf_counter() - started,
+           "cases": results, "sgemm_ceiling": ceiling,
+           "wall_seconds": time.perf_counter() - started,
            "mnist": None if mnist is None else str(mnist),
            "busy_cores": {"before": busy_before, "after": None if args.tiny else _busy_after()}}
     return _report(run, args)

@@ -8,6 +8,9 @@ backward for an upstream gradient ``dy``, returning the forward's output and
 every gradient, so all implementations do the same work:
 
     conv2d_train      -> (y, dx, dweight, dbias)
+    conv2d_dx         -> dx               # the backward's parts alone, for dy
+    conv2d_dweight    -> (dweight, dbias)
+    grouped_conv2d_train, conv_transpose2d_train -> (y, dx, dweight, dbias)
     max/avg_pool2d_train, upsample_nearest2d_train, upsample_bilinear2d_train -> (y, dx)
     linear_train      -> (y, dx, dweight, dbias)
     max_pool2d        -> (y, indices)   # indices as h * W + w: what backward needs
@@ -121,6 +124,34 @@ class Fastcnn(Implementation):
                                                     backend=self.backend)
         return y, dx, dweight, dbias
 
+    def conv2d_dx(self, x, weight, dy, stride, padding):
+        return self.F.conv2d_backward(dy, x, weight, stride, padding, need_dweight=False,
+                                      backend=self.backend)[0]
+
+    def conv2d_dweight(self, x, weight, dy, stride, padding):
+        _, dweight, dbias = self.F.conv2d_backward(dy, x, weight, stride, padding,
+                                                   need_dx=False, backend=self.backend)
+        return dweight, dbias
+
+    def grouped_conv2d(self, x, weight, bias, stride, padding, groups):
+        return self.F.conv2d(x, weight, bias, stride, padding, groups=groups,
+                             backend=self.backend)
+
+    def grouped_conv2d_train(self, x, weight, bias, dy, stride, padding, groups):
+        y = self.grouped_conv2d(x, weight, bias, stride, padding, groups)
+        dx, dweight, dbias = self.F.conv2d_backward(dy, x, weight, stride, padding,
+                                                    groups=groups, backend=self.backend)
+        return y, dx, dweight, dbias
+
+    def conv_transpose2d(self, x, weight, bias, stride, padding):
+        return self.F.conv_transpose2d(x, weight, bias, stride, padding, backend=self.backend)
+
+    def conv_transpose2d_train(self, x, weight, bias, dy, stride, padding):
+        y = self.conv_transpose2d(x, weight, bias, stride, padding)
+        dx, dweight, dbias = self.F.conv_transpose2d_backward(dy, x, weight, stride, padding,
+                                                              backend=self.backend)
+        return y, dx, dweight, dbias
+
     def im2col(self, x, kernel_size, stride, padding):
         return self.F.im2col(x, kernel_size, stride, padding, backend=self.backend)
 
@@ -221,6 +252,8 @@ class NumPy(Implementation):
 
     conv2d = staticmethod(numpy_baseline.conv2d)
     conv2d_train = staticmethod(numpy_baseline.conv2d_train)
+    conv2d_dx = staticmethod(numpy_baseline.conv2d_dx)
+    conv2d_dweight = staticmethod(numpy_baseline.conv2d_dweight)
     im2col = staticmethod(numpy_baseline.im2col)
     col2im = staticmethod(numpy_baseline.col2im)
     max_pool2d = staticmethod(numpy_baseline.max_pool2d)
@@ -323,6 +356,34 @@ class Torch(Implementation):
     def conv2d_train(self, x, weight, bias, dy, stride, padding):
         leaves = self._leaves(x, weight, bias)
         return self._backward(self.F.conv2d(*leaves, stride, padding), dy, leaves)
+
+    def _conv2d_grads(self, x, weight, dy, stride, padding, wanted):
+        """The gradients (dx, dweight, dbias) that wanted picks, by the op autograd calls
+        for conv2d's backward when only those inputs require grad (the others None)."""
+        return self.torch.ops.aten.convolution_backward(
+            dy, x, weight, [weight.shape[0]], stride, padding, (1, 1), False, (0, 0), 1,
+            wanted)
+
+    def conv2d_dx(self, x, weight, dy, stride, padding):
+        return self._conv2d_grads(x, weight, dy, stride, padding, (True, False, False))[0]
+
+    def conv2d_dweight(self, x, weight, dy, stride, padding):
+        return self._conv2d_grads(x, weight, dy, stride, padding, (False, True, True))[1:]
+
+    def grouped_conv2d(self, x, weight, bias, stride, padding, groups):
+        return self.F.conv2d(x, weight, bias, stride, padding, groups=groups)
+
+    def grouped_conv2d_train(self, x, weight, bias, dy, stride, padding, groups):
+        leaves = self._leaves(x, weight, bias)
+        y = self.F.conv2d(*leaves, stride, padding, groups=groups)
+        return self._backward(y, dy, leaves)
+
+    def conv_transpose2d(self, x, weight, bias, stride, padding):
+        return self.F.conv_transpose2d(x, weight, bias, stride, padding)
+
+    def conv_transpose2d_train(self, x, weight, bias, dy, stride, padding):
+        leaves = self._leaves(x, weight, bias)
+        return self._backward(self.F.conv_transpose2d(*leaves, stride, padding), dy, leaves)
 
     def im2col(self, x, kernel_size, stride, padding):
         return self.F.unfold(x, kernel_size, padding=padding, stride=stride)

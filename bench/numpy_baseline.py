@@ -59,15 +59,33 @@ def conv2d(x, weight, bias, stride, padding):
     return _conv_forward(x, weight, bias, stride, padding)[0]
 
 
+def _conv_dx(weight, dy, x_shape, stride, padding):
+    """dx: the columns' gradient (one gemm per image), folded back onto the pixels."""
+    k = weight.shape[0]
+    dcols = np.matmul(weight.reshape(k, -1).T, dy.reshape(dy.shape[0], k, -1))  # (N, C*kh*kw, L)
+    return col2im(dcols, x_shape, weight.shape[2:], stride, padding)
+
+
+def _conv_dweight(cols, dy, weight_shape):
+    """(dweight, dbias) from the forward's columns."""
+    dy2 = dy.reshape(dy.shape[0], weight_shape[0], -1)                     # (N, K, L)
+    dweight = np.einsum("nkl,ncl->kc", dy2, cols, optimize=True).reshape(weight_shape)
+    return dweight, dy.sum(axis=(0, 2, 3))
+
+
 def conv2d_train(x, weight, bias, dy, stride, padding):
     """Forward, then the three gradients from the forward's columns (as a layer caches them)."""
     y, cols = _conv_forward(x, weight, bias, stride, padding)
-    k = weight.shape[0]
-    dy2 = dy.reshape(dy.shape[0], k, -1)                                   # (N, K, L)
-    dweight = np.einsum("nkl,ncl->kc", dy2, cols, optimize=True).reshape(weight.shape)
-    dcols = np.matmul(weight.reshape(k, -1).T, dy2)                        # (N, C*kh*kw, L)
-    dx = col2im(dcols, x.shape, weight.shape[2:], stride, padding)
-    return y, dx, dweight, dy.sum(axis=(0, 2, 3))
+    dweight, dbias = _conv_dweight(cols, dy, weight.shape)
+    return y, _conv_dx(weight, dy, x.shape, stride, padding), dweight, dbias
+
+
+def conv2d_dx(x, weight, dy, stride, padding):
+    return _conv_dx(weight, dy, x.shape, stride, padding)
+
+
+def conv2d_dweight(x, weight, dy, stride, padding):
+    return _conv_dweight(im2col(x, weight.shape[2:], stride, padding), dy, weight.shape)
 
 
 def _blocks(x, kernel_size):

@@ -56,14 +56,25 @@ class OnnxRuntime(Implementation):
         return session.run(["y"], {"x": x})[0]
 
     def conv2d(self, x, weight, bias, stride, padding):
+        return self._conv("Conv", x, weight, bias, stride, padding, 1)
+
+    def grouped_conv2d(self, x, weight, bias, stride, padding, groups):
+        return self._conv("Conv", x, weight, bias, stride, padding, groups)
+
+    def conv_transpose2d(self, x, weight, bias, stride, padding):
+        return self._conv("ConvTranspose", x, weight, bias, stride, padding, 1)
+
+    def _conv(self, op, x, weight, bias, stride, padding, groups):
+        """One Conv or ConvTranspose node (the same attributes, PyTorch's weight layouts)."""
         from onnx import helper
 
         def build():
             pads = [padding[0], padding[1], padding[0], padding[1]]
-            node = helper.make_node("Conv", ["x", "w", "b"], ["y"], strides=list(stride),
-                                    pads=pads, kernel_shape=list(weight.shape[2:]))
+            node = helper.make_node(op, ["x", "w", "b"], ["y"], strides=list(stride),
+                                    pads=pads, kernel_shape=list(weight.shape[2:]),
+                                    group=groups)
             return [node], {"w": weight, "b": bias}, x.shape, x.dtype
-        key = ("conv2d", x.shape, x.dtype, id(weight), stride, padding)
+        key = (op, x.shape, x.dtype, id(weight), stride, padding, groups)
         return self._run(self._session(key, build), x)
 
     def max_pool2d_infer(self, x, kernel_size):

@@ -101,6 +101,22 @@ def _rate(r):
     return ""
 
 
+def _share(r):
+    """A conv result's rate as a share of the run's sgemm ceiling (empty for the rest)."""
+    return f"{r['sgemm_share']:.0f}%" if "sgemm_share" in r else ""
+
+
+def ceiling_note(run):
+    """The run's sgemm ceiling in a sentence (empty when it was not measured)."""
+    c = run.get("sgemm_ceiling")
+    if not c:
+        return ""
+    return (f"The sgemm ceiling of this run: {c['gflops']:.1f} GFLOP/s ({c['implementation']}, "
+            f"{c['case']}, the best CPU rate there); \"of sgemm\" is a conv case's CPU rate "
+            "as a share of it (the rate counts direct convolution's operations: above 100%, "
+            "the kernel does fewer, as Winograd's do).")
+
+
 def _speedup(r, key):
     value = r.get("speedup", {}).get(key)
     return "" if value is None else f"{value:.2f}x"
@@ -121,7 +137,7 @@ def _table(header, rows, align):
 
 def table(run):
     """Every case and implementation: times, rate, speedups (baseline time / this time)."""
-    header = ["case", "implementation", "calls", "median", "min", "max", "rate",
+    header = ["case", "implementation", "calls", "median", "min", "max", "rate", "of sgemm",
               "vs torch", "vs ort", "vs numpy", "vs ref"]
     rows, notes = [], []
     for case in run["cases"]:
@@ -131,15 +147,18 @@ def table(run):
             first = False
             if r["status"] != "ok":
                 if r["status"] != "skipped":
-                    rows.append([label, name, "", r["status"].upper()] + [""] * 7)
+                    rows.append([label, name, "", r["status"].upper()] + [""] * 8)
                     notes.append(f"{case['name']}, {name}: {r['reason']}")
                 continue
             rows.append([label, name, len(r["samples"]), _time(r["median"]), _time(r["min"]),
                          _time(r["max"]),
-                         _rate(r), _speedup(r, "torch"), _speedup(r, "onnxruntime"),
-                         _speedup(r, "numpy"),
+                         _rate(r), _share(r), _speedup(r, "torch"),
+                         _speedup(r, "onnxruntime"), _speedup(r, "numpy"),
                          _speedup(r, "reference")])
-    text = _table(header, rows, "<<>>>>>>>>>")
+    text = _table(header, rows, "<<>>>>>>>>>>")
+    ceiling = ceiling_note(run)
+    if ceiling:
+        text = ceiling + "\n\n" + text
     if notes:
         text += "\n\n" + "\n".join(notes)
     targets = targets_table(run) if run["mode"] != "tiny" else ""  # tiny shapes say nothing
@@ -159,10 +178,15 @@ def targets_table(run, markdown=False):
     rows = []
     for case in run["cases"]:
         for t in case.get("targets", []):
-            measured = "" if t["speedup"] is None else f"{t['speedup']:.2f}x"
+            if t["baseline"] == "gflops":   # a rate, not a speedup
+                needs = f"{t['speedup_needed']:.0f} GFLOP/s"
+                measured = "" if t["speedup"] is None else f"{t['speedup']:.1f} GFLOP/s"
+            else:
+                needs = f"{t['speedup_needed']:.2f}x vs {t['baseline']}"
+                measured = "" if t["speedup"] is None else f"{t['speedup']:.2f}x"
             verdict = {True: "met", False: "NOT MET", None: "not measured"}[t["met"]]
-            rows.append([case["name"], t["implementation"], t["goal"],
-                         f"{t['speedup_needed']:.2f}x vs {t['baseline']}", measured, verdict])
+            rows.append([case["name"], t["implementation"], t["goal"], needs, measured,
+                         verdict])
     if not rows:
         return ""
     header = ["case", "implementation", "goal", "needs", "measured", ""]
@@ -223,14 +247,14 @@ def summary_markdown(run):
                 continue
             if r["status"] != "ok":
                 rows.append([f"`{case['name']}`", case["describe"], name,
-                             r["status"].upper(), "", "", "", ""])
+                             r["status"].upper()] + [""] * 6)
                 continue
             rows.append([f"`{case['name']}`", case["describe"], name, _time(r["median"]),
-                         _rate(r), _speedup(r, "torch"), _speedup(r, "onnxruntime"),
-                         _speedup(r, "numpy"),
+                         _rate(r), _share(r), _speedup(r, "torch"),
+                         _speedup(r, "onnxruntime"), _speedup(r, "numpy"),
                          _speedup(r, "reference")])
-    header = ["case", "shapes", "fastcnn", "median", "rate", "vs PyTorch", "vs NumPy",
-              "vs reference"]
+    header = ["case", "shapes", "fastcnn", "median", "rate", "of sgemm", "vs PyTorch",
+              "vs ONNX Runtime", "vs NumPy", "vs reference"]
     return _markdown(header, rows)
 
 
@@ -299,9 +323,9 @@ def readme_section(run):
         "calls after a warm-up; \"vs X\" is X's median time over fastcnn's (above 1: "
         "fastcnn is faster); every result was checked against a float64 oracle before "
         "timing."]
-    note = data_note(run)
-    if note:
-        lines[-1] += " " + note
+    for note in (data_note(run), ceiling_note(run)):
+        if note:
+            lines[-1] += " " + note
     busy = run.get("busy_cores", {}).get("before")
     if busy and busy > 0.25:
         lines[-1] += (f" Other processes kept {busy} of the {m['cores']} cores busy when the "
@@ -310,7 +334,7 @@ def readme_section(run):
     targets = targets_table(run, markdown=True)
     if targets:
         lines += ["", "Speed targets from the project's issues (speedup = the other's time / "
-                  "fastcnn's):", "", targets]
+                  "fastcnn's, or a rate):", "", targets]
     memory = memory_table(run, markdown=True)
     if memory:
         lines += ["", "Peak resident memory of one forward+backward call (fresh process per "

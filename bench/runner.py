@@ -24,10 +24,11 @@ import time
 
 import numpy as np
 
-from .cases import TARGETS
+from .cases import CEILING_STEPS, TARGETS
 from .impls import Fastcnn
 
 RTOL = 1e-3  # float32 results vs the float64 oracle, relative to the largest |value|
+CEILING_OF = ("fastcnn-cpu", "numpy", "torch-cpu")  # whose matmul rate can be the ceiling
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,7 +226,8 @@ def _validate(case, impl, arrays, want, budget):
 
 def add_rates_and_speedups(result):
     """Per implementation: GFLOP/s, images/s or GB/s, and speedups (baseline time / its
-    time) over PyTorch on the same device, NumPy, the reference and ONNX Runtime."""
+    time) over PyTorch on the same device, NumPy, the reference and ONNX Runtime; then the
+    case's targets, each with its measured speedup (or rate) and whether it is met."""
     results = result["results"]
     for name, r in results.items():
         if r["status"] != "ok":
@@ -245,10 +247,29 @@ def add_rates_and_speedups(result):
                 r["speedup"][key] = b["median"] / r["median"]
     result["targets"] = []
     for t in TARGETS.get(result["name"], []):
-        measured = results.get(t.impl, {}).get("speedup", {}).get(t.baseline)
+        r = results.get(t.impl, {})
+        measured = r.get("gflops") if t.baseline == "gflops" else r.get("speedup", {}).get(
+            t.baseline)
         if t.impl in results:
             result["targets"].append({
                 "implementation": t.impl, "baseline": t.baseline, "goal": t.goal,
                 "speedup_needed": t.speedup, "speedup": measured,
                 "met": None if measured is None else measured >= t.speedup})
     return result
+
+
+def add_sgemm_shares(results, ceiling_case):
+    """The sgemm ceiling of this run, {"case", "implementation", "gflops"}: the best GFLOP/s
+    of the CPU implementations on the matmul case called ceiling_case (None if it did not
+    run). Every CPU result of a conv case gets its rate as a share of it: "sgemm_share", in
+    percent."""
+    rates = {name: r["gflops"] for c in results if c["name"] == ceiling_case
+             for name, r in c["results"].items() if "gflops" in r and name in CEILING_OF}
+    if not rates:
+        return None
+    best = max(rates, key=rates.get)
+    for case in results:
+        for name, r in case["results"].items():
+            if case["step"] in CEILING_STEPS and "gflops" in r and not name.endswith("cuda"):
+                r["sgemm_share"] = 100 * r["gflops"] / rates[best]
+    return {"case": ceiling_case, "implementation": best, "gflops": rates[best]}
