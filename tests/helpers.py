@@ -1,5 +1,8 @@
 """Helpers shared by the tests: moving arrays to a backend, comparing with the reference."""
 
+import contextlib
+import unittest.mock
+
 import numpy as np
 
 import fastcnn.functional as F
@@ -8,6 +11,18 @@ from fastcnn.backends import get
 # Relative accuracy asked of a result, per dtype, measured against the sum of the
 # magnitudes of the terms that made it (see assert_matches).
 TOLERANCE = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-11}
+
+
+@contextlib.contextmanager
+def winograd_wherever_it_applies(backend):
+    """On the cpu backend, Winograd for every 3x3 stride-1 conv it can do, not only where it
+    pays (many channels): its tests then run on small, quick shapes."""
+    if backend != "cpu":
+        yield
+        return
+    from fastcnn.backends.cpu import winograd
+    with unittest.mock.patch.object(winograd, "pays", lambda *shapes: True):
+        yield
 
 
 def cuda_usable():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastcnn.functional as F
-from helpers import run
+from helpers import run, winograd_wherever_it_applies
 
 # The simulator's NumPy arithmetic warns on inf - inf and 0 * inf, as the kernels compute.
 # NumPy warns likewise on log(0) in the reference.
@@ -132,8 +132,8 @@ def with_value(a, value, *where):
 
 # Winograd's shapes (16 channels, 3x3, stride 1), with a NaN or an infinity placed
 # inside a tile, where its transforms would mix it with the neighbouring taps; the cpu's
-# forward takes Winograd from two chunks of tiles on (96 images of these), the simulator
-# runs a few.
+# Made to take Winograd wherever it applies (16 channels), from two chunks of tiles on
+# (96 images of these); the simulator runs a few.
 X, W, DY = normal(96, 16, 6, 7), normal(16, 16, 3, 3), normal(96, 16, 6, 7)
 
 
@@ -146,8 +146,10 @@ def images(backend, *arrays):
 def test_winograd_conv2d_spreads_nan_and_inf_as_the_definition(backend, value, padding):
     (x0,) = images(backend, X)
     x = with_value(x0, value, 0, 1, 2, 3)
-    same_as_reference(backend, "conv2d", x, W, None, 1, padding)
-    same_as_reference(backend, "conv2d", x0, with_value(W, value, 3, 2, 1, 1), None, 1, padding)
+    with winograd_wherever_it_applies(backend):
+        same_as_reference(backend, "conv2d", x, W, None, 1, padding)
+        same_as_reference(backend, "conv2d", x0, with_value(W, value, 3, 2, 1, 1), None, 1,
+                          padding)
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf], ids=["nan", "inf"])
@@ -160,10 +162,21 @@ def test_winograd_conv2d_backward_spreads_nan_and_inf_as_the_definition(backend,
     dy = dy[:, :, :oh, :ow] if padding < 1 else np.pad(dy, ((0, 0), (0, 0), (0, oh - 6),
                                                             (0, ow - 7)))
     dy = np.ascontiguousarray(dy)
-    same_as_reference(backend, "conv2d_backward", dy, with_value(x, value, 1, 4, 2, 2), W, 1,
-                      padding)
-    same_as_reference(backend, "conv2d_backward", with_value(dy, value, 0, 5, 1, 2), x, W, 1,
-                      padding)
+    with winograd_wherever_it_applies(backend):
+        same_as_reference(backend, "conv2d_backward", dy, with_value(x, value, 1, 4, 2, 2), W,
+                          1, padding)
+        same_as_reference(backend, "conv2d_backward", with_value(dy, value, 0, 5, 1, 2), x, W,
+                          1, padding)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf], ids=["nan", "inf"])
+def test_winograd_conv_transpose2d_spreads_nan_and_inf_as_the_definition(backend, value):
+    """A transposed 3x3 stride-1 conv's forward is a Winograd input gradient: redone
+    directly when it meets a NaN or an infinity, as conv2d's is."""
+    (x,) = images(backend, np.ascontiguousarray(DY[:, :, :4, :5]))
+    with winograd_wherever_it_applies(backend):
+        same_as_reference(backend, "conv_transpose2d", with_value(x, value, 1, 3, 2, 2), W,
+                          None, 1, 1)
 
 
 ELSEWHERE = [   # a NaN in the first argument of every other op built on a sum or a max

@@ -1,13 +1,15 @@
 """Every fast backend's kernels equal the reference, over random shapes, strides,
 paddings, dilations and both dtypes."""
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from cases import array, conv_case, linear_case, matmul_case, pool_case, upsample_case
-from helpers import assert_matches, reference, run
+from helpers import assert_matches, reference, run, winograd_wherever_it_applies
 
 
 def absolute(*arrays):
@@ -209,8 +211,9 @@ def test_out_arrays_are_written(backend):
 
 @given(data=st.data())
 def test_winograd_3x3_path(backend, data):
-    """3x3 stride-1 convs with >= 16 channels take the cpu backend's Winograd path
-    (forward, dx and dweight); odd sizes cut the last 2x2 tiles, many images span chunks.
+    """3x3 stride-1 convs with >= 16 channels, made to take the cpu backend's Winograd path
+    (forward, dx and dweight; it picks it for more channels); odd sizes cut the last 2x2
+    tiles, many images span chunks.
 
     Winograd's transforms mix neighbouring terms, so its rounding error is bounded
     by the largest term magnitude (normwise), not by each entry's own terms."""
@@ -228,11 +231,15 @@ def test_winograd_3x3_path(backend, data):
     def normwise(bound):
         return np.full_like(bound, np.abs(bound).max())
 
-    y = run(backend, "conv2d", x, wt, b, padding=p)
+    # forced: Winograd for the forward and dx too; else the cpu's own choice, the direct
+    # forward and dx beside Winograd's dweight
+    forced = data.draw(st.booleans())
+    with winograd_wherever_it_applies(backend) if forced else contextlib.nullcontext():
+        y = run(backend, "conv2d", x, wt, b, padding=p)
+        dy = array(data.draw, y.shape, dtype)
+        got = run(backend, "conv2d_backward", dy, x, wt, padding=p)
     assert_matches(y, reference("conv2d", x, wt, b, padding=p),
                    normwise(reference("conv2d", *absolute(x, wt, b), padding=p)), dtype)
-    dy = array(data.draw, y.shape, dtype)
-    got = run(backend, "conv2d_backward", dy, x, wt, padding=p)
     want = reference("conv2d_backward", dy, x, wt, padding=p)
     bound = reference("conv2d_backward", *absolute(dy, x, wt), padding=p)
     for g, wnt, bnd in zip(got, want, bound):

@@ -251,7 +251,7 @@ def _finite(a):
 def _forward(x, weight, bias, stride, padding, dilation, groups, y):
     """y = x convolved with weight (+ bias), for y's extent."""
     if (winograd.applies(x.shape, weight.shape, stride, padding, dilation, groups)
-            and winograd.pays(y.shape)):
+            and winograd.pays(x.shape, y.shape)):
         winograd.conv2d(x, weight, bias, padding, out=y)
         if _finite(y):
             return y
@@ -386,11 +386,15 @@ def conv2d_backward(dy, x, weight, stride, padding, dilation, groups, need_dx, *
     dx, dweight, dbias = out     # dweight and dbias None: not asked for (a frozen layer's)
     dx = dx if need_dx else None
     if winograd.applies(x.shape, weight.shape, stride, padding, dilation, groups):
-        if need_dx:   # dx of a 3x3 stride-1 conv is itself such a conv
+        # dx of a 3x3 stride-1 conv is itself such a conv, from dy to dx
+        by_winograd = need_dx and winograd.pays(dy.shape, x.shape)
+        if by_winograd:
             winograd.conv2d_input_grad(dy, weight, padding, out=dx)
         if dweight is not None:
             winograd.weight_grad(dy, x, padding, out=(dweight, dbias))
-        if (dweight is None or _finite(dweight)) and (not need_dx or _finite(dx)):
+        if (dweight is None or _finite(dweight)) and (not by_winograd or _finite(dx)):
+            if need_dx and not by_winograd:
+                _backward(dy, x, weight, stride, padding, dilation, groups, dx, None, None)
             return dx, dweight, dbias
         # NaN or infinity: redone directly, as in conv2d
     elif depthwise.applies(x.shape, weight.shape, groups):
@@ -434,8 +438,10 @@ cdef void _channel_sums(const real[:, :, :, ::1] a, real[::1] sums) noexcept nog
 
 def conv_transpose2d(x, weight, bias, stride, padding, groups, dilation, *, out):
     y = out
-    if winograd.applies(y.shape, weight.shape, stride, padding, dilation, groups):
-        winograd.conv2d_input_grad(x, weight, padding, out=y)
+    if (winograd.applies(y.shape, weight.shape, stride, padding, dilation, groups)
+            and winograd.pays(x.shape, y.shape)
+            and _finite(winograd.conv2d_input_grad(x, weight, padding, out=y))):
+        # (a NaN or an infinity: redone directly below, as in conv2d)
         if bias is not None:
             if y.dtype == np.float32:
                 _add_bias[float](y, bias)

@@ -42,11 +42,21 @@ def applies(x_shape, w_shape, stride, padding, dilation, groups):
             and x_shape[1] >= MIN_CHANNELS and w_shape[0] >= MIN_CHANNELS)
 
 
-def pays(y_shape):
-    """True when a forward has tiles (2x2 outputs, as tiling() cuts y) enough for two
-    chunks (one per thread of a 2-core machine): below that, its transforms cost more than
-    the direct gemm saves, measured on MNIST-sized layers at batch 1 to 16."""
-    return y_shape[0] * ((y_shape[2] + 1) // 2) * ((y_shape[3] + 1) // 2) >= 2 * TILES_PER_CHUNK
+def pays(x_shape, y_shape):
+    """True when the convolution from x to y (a forward, or an input gradient: the same
+    kind of conv) runs faster here than by im2col + gemm. Its 16 gemms have C x K
+    operands, thin with few channels, and its transforms cost per channel and pixel, on
+    rows of tiles that are short on small planes (a 7x7 one also wastes a third of its
+    tiles' outputs), so the 2.25x fewer multiplications pay only with 32 channels in and
+    out, a plane of 14x14 or more, and 64 output channels unless the plane is 28x28 or
+    more; and with tiles (2x2 outputs, as tiling() cuts y) enough for two chunks, one per
+    thread. Measured on a 2-core machine, 2 threads, forward and dx of 15 layer shapes
+    (tools/winograd_rule.py); runs there differ by up to 20%, as much as the two paths
+    do on the seed CNN's conv2."""
+    c, k, plane = x_shape[1], y_shape[1], y_shape[2] * y_shape[3]
+    tiles = y_shape[0] * ((y_shape[2] + 1) // 2) * ((y_shape[3] + 1) // 2)
+    return (c >= 32 and k >= 32 and plane >= 14 * 14 and (k >= 64 or plane >= 28 * 28)
+            and tiles >= 2 * TILES_PER_CHUNK)
 
 
 cdef struct Tiling:
@@ -62,15 +72,20 @@ cdef inline Py_ssize_t row_space(const Tiling* g) noexcept nogil:
     return max(4 * g.pad_w, 8 * g.tiles + 4 * g.tw)
 
 
-cdef void filter_transform(const real* weight, int k, int c, real* u) noexcept nogil:
-    """u[e, k, c] = (G g G^T)[e] for each 3x3 filter g = weight[k, c]."""
+cdef void filter_transform(const real* weight, int k, int c, bint flipped,
+                           real* u) noexcept nogil:
+    """u[e, k, c] = (G g G^T)[e] for each 3x3 filter g = weight[k, c], or, flipped, for
+    g = weight[c, k] turned by 180 degrees (weight is then C x K: the filters of the conv
+    whose input gradient this conv is)."""
     cdef int o, i, j
-    cdef const real* g
+    cdef real g[9]
     cdef real gg[4][3]
     cdef real t[4][4]
-    cdef Py_ssize_t kc = <Py_ssize_t>k * c, f
+    cdef Py_ssize_t kc = <Py_ssize_t>k * c, f, at
     for f in range(kc):
-        g = weight + 9 * f
+        at = (f % c) * k + f // c if flipped else f   # where filter f is in weight
+        for i in range(9):
+            g[i] = weight[9 * at + (8 - i if flipped else i)]
         for j in range(3):   # G g: G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]
             gg[0][j] = g[j]
             gg[1][j] = (g[j] + g[3 + j] + g[6 + j]) * <real>0.5
@@ -206,8 +221,9 @@ cdef Tiling tiling(tuple x_shape, tuple y_shape, tuple padding):
     return g
 
 
-def conv2d(x, weight, bias, padding, *, out):
-    """conv2d(x, weight, bias, stride=1, padding, dilation=1) for a 3x3 weight."""
+def conv2d(x, weight, bias, padding, *, out, flipped=False):
+    """conv2d(x, weight, bias, stride=1, padding, dilation=1) for a 3x3 weight (flipped:
+    see filter_transform)."""
     y = out
     cdef Tiling g = tiling(x.shape, y.shape, padding)
     n = x.shape[0]
@@ -221,11 +237,11 @@ def conv2d(x, weight, bias, padding, *, out):
     with workspace(omp_get_max_threads() * per_thread, x.dtype) as ws, single_threaded_blas():
         pws = ws.ctypes.data
         if x.dtype == np.float32:
-            filter_transform[float](<float*>pw_, g.k, g.c, <float*>pu)
+            filter_transform[float](<float*>pw_, g.k, g.c, flipped, <float*>pu)
             _conv2d[float](<float*>px, n, <float*>pu, <float*>pb, <float*>py, g, <float*>pws,
                     per_thread)
         else:
-            filter_transform[double](<double*>pw_, g.k, g.c, <double*>pu)
+            filter_transform[double](<double*>pw_, g.k, g.c, flipped, <double*>pu)
             _conv2d[double](<double*>px, n, <double*>pu, <double*>pb, <double*>py, g, <double*>pws,
                     per_thread)
     return y
@@ -233,9 +249,9 @@ def conv2d(x, weight, bias, padding, *, out):
 
 def conv2d_input_grad(dy, weight, padding, *, out):
     """dx of a 3x3 stride-1 conv: dy convolved with the flipped filters, transposed
-    (in and out channels swap), padded by 2 - padding on each side."""
-    flipped = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-    return conv2d(dy, flipped, None, tuple(2 - p for p in padding), out=out)
+    (in and out channels swap), padded by 2 - padding on each side. The filter transform
+    reads them so from weight itself (a flipped copy took milliseconds on 256 channels)."""
+    return conv2d(dy, weight, None, tuple(2 - p for p in padding), out=out, flipped=True)
 
 
 # ---------------------------------------------------------------- weight gradient
