@@ -57,15 +57,33 @@ cdef inline int first_inside(int start, int d) noexcept nogil:
 # ---------------------------------------------------------------- max pooling
 
 
-cdef void max_pool_plane(const real* x, real* y, int* idx, Window g) noexcept nogil:
-    """One plane, tap by tap over a whole output row: the inner loop is a branch-free
-    select the compiler can vectorise, and each output still sees its taps in
-    row-major order. idx NULL: the maxima alone (inference)."""
-    cdef int o, q, i, j, ih, lo, hi, first, at, top
-    cdef int w = g.w, sw = g.sw   # locals: the stores below cannot change them
+cdef inline void take_tap(const real* src, int stride, int lo, int hi, int at, real* best,
+                          int* best_at) noexcept nogil:
+    """Merge one tap into a row of maxima: output q in [lo, hi) sees src[q * stride], the
+    pixel at + q * stride. A branch-free select the compiler can vectorise. A strictly
+    larger value wins (ties keep the first); a NaN beats a number and then stays: "not
+    v <= best, unless best is NaN". best_at NULL: the maxima alone, in their own loop (a
+    test of best_at inside one loop ran 2-4x slower)."""
+    cdef int q
     cdef real v, b
     cdef bint take
-    cdef const real* src
+    if best_at == NULL:
+        for q in range(lo, hi):
+            v, b = src[q * stride], best[q]
+            best[q] = v if (not v <= b) & (b == b) else b
+        return
+    for q in range(lo, hi):
+        v, b = src[q * stride], best[q]
+        take = (not v <= b) & (b == b)
+        best[q] = v if take else b
+        best_at[q] = at + q * stride if take else best_at[q]
+
+
+cdef void max_pool_plane(const real* x, real* y, int* idx, Window g) noexcept nogil:
+    """One plane, tap by tap over a whole output row (take_tap), so that each output
+    still sees its taps in row-major order. idx NULL: the maxima alone (inference)."""
+    cdef int o, q, i, j, ih, lo, hi, at, top
+    cdef int w = g.w, sw = g.sw   # locals: the stores below cannot change them
     cdef real* best
     cdef int* best_at = NULL
     for o in range(g.oh):
@@ -85,19 +103,7 @@ cdef void max_pool_plane(const real* x, real* y, int* idx, Window g) noexcept no
             for j in range(g.kw):
                 tap_columns(&g, j, &lo, &hi)
                 at = ih * w + j * g.dw - g.pw
-                src = x + at
-                if idx == NULL:   # its own loop: a test of idx inside one loop ran 2-4x slower
-                    for q in range(lo, hi):
-                        v, b = src[q * sw], best[q]
-                        best[q] = v if (not v <= b) & (b == b) else b
-                    continue
-                for q in range(lo, hi):
-                    v, b = src[q * sw], best[q]
-                    # A strictly larger value wins (ties keep the first); a NaN beats a
-                    # number and then stays: "not v <= best, unless best is NaN".
-                    take = (not v <= b) & (b == b)
-                    best[q] = v if take else b
-                    best_at[q] = at + q * sw if take else best_at[q]
+                take_tap(x + at, sw, lo, hi, at, best, best_at)
 
 
 cdef inline bint is_2x2(const Window* g) noexcept nogil:
@@ -113,8 +119,6 @@ cdef void max_pool_2x2_plane(const real* x, real* y, int* idx, Window g) noexcep
     bounds, padding): on small planes (7x7 outputs) that cost more than the work."""
     cdef int o, q, t, at
     cdef int w = g.w, ow = g.ow
-    cdef real v, b
-    cdef bint take
     cdef const real* src
     cdef real* best
     cdef int* best_at = NULL
@@ -129,17 +133,7 @@ cdef void max_pool_2x2_plane(const real* x, real* y, int* idx, Window g) noexcep
                 best_at[q] = 2 * o * w + 2 * q
         for t in range(1, 4):   # taps (0, 1), (1, 0), (1, 1)
             at = (2 * o + t // 2) * w + t % 2
-            src = x + at
-            if idx == NULL:
-                for q in range(ow):
-                    v, b = src[2 * q], best[q]
-                    best[q] = v if (not v <= b) & (b == b) else b
-                continue
-            for q in range(ow):
-                v, b = src[2 * q], best[q]
-                take = (not v <= b) & (b == b)
-                best[q] = v if take else b
-                best_at[q] = at + 2 * q if take else best_at[q]
+            take_tap(x + at, 2, 0, ow, at, best, best_at)
 
 
 cdef void _max_pool(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :, :, ::1] idx,
