@@ -11,9 +11,9 @@ and the 16 elementwise products, summed over the input channels, become 16
 matrix products M[e] = U[e] (K x C) . V[e] (C x tiles), one per position e of
 the 4x4 tile. That is 2.25x fewer flops than im2col + gemm, in the same BLAS.
 
-The cpu backend uses it for 3x3, stride-1, undilated convolutions with enough
-channels for the 16 small gemms to pay (see `applies`), and for their input
-gradient, which is such a convolution too (of dy with the flipped filters).
+The cpu backend uses it for 3x3, stride-1, undilated convolutions (`applies`): for
+their weight gradient, and for the forward and the input gradient (which is such a
+convolution too, of dy with the flipped filters) where it measured faster (`pays`).
 """
 
 import numpy as np
@@ -27,7 +27,8 @@ from blas cimport gemm, real
 from fastcnn.backends.cpu.blas_threads import single_threaded_blas
 from fastcnn.backends.cpu.workspace import workspace
 
-# Below this many channels the 16 gemms are too thin and im2col + one gemm wins.
+# Below this many channels the 16 gemms are too thin and im2col + one gemm wins (the
+# weight gradient's rule; the forward and dx ask more, see pays).
 MIN_CHANNELS = 16
 # Tiles per gemm: enough columns for BLAS to run near peak, few enough that a
 # thread's V and M stay in its L2 cache.
