@@ -10,8 +10,9 @@ cdef enum:
 
 
 cdef inline int threads_for(Py_ssize_t chunks) noexcept nogil:
-    """No more threads than chunks: a small array runs on the calling thread alone."""
-    return <int>min(<Py_ssize_t>omp_get_max_threads(), chunks)
+    """No more threads than chunks (tasks), and at least one: a small array, or a batch of
+    one image, runs on the calling thread alone."""
+    return <int>max(1, min(<Py_ssize_t>omp_get_max_threads(), chunks))
 
 
 cdef inline int threads_for_pixels(Py_ssize_t pixels) noexcept nogil:

@@ -15,9 +15,9 @@ import numpy as np
 
 from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memset
-from openmp cimport omp_get_max_threads
 
 from blas cimport gemm, real
+from chunks cimport threads_for
 
 from fastcnn.backends import output_size
 from fastcnn.backends.cpu import depthwise, winograd
@@ -263,8 +263,7 @@ def _forward(x, weight, bias, stride, padding, dilation, groups, y):
                                     dilation, groups)
     cdef Py_ssize_t per_thread = 0 if is_pointwise(&g) else g.c * g.kh * g.kw * g.oh * g.ow
     cdef Py_ssize_t data
-    # One thread per task (image, group), at most: a batch of one image runs on one.
-    cdef int nthreads = max(1, min(omp_get_max_threads(), x.shape[0] * groups))
+    cdef int nthreads = threads_for(x.shape[0] * groups)   # tasks: (image, group) pairs
     with workspace(nthreads * per_thread, x.dtype) as ws, single_threaded_blas():
         data = ws.ctypes.data
         if x.dtype == np.float32:
@@ -367,7 +366,7 @@ def _backward(dy, x, weight, stride, padding, dilation, groups, dx, dweight, dbi
     cdef Geometry g = conv_geometry(x_shape, dy.shape, weight.shape[2:], stride, padding,
                                     dilation, groups)
     cdef int k = weight.shape[0], ckk = g.c * g.kh * g.kw
-    cdef int nthreads = max(1, min(omp_get_max_threads(), dy.shape[0] * groups))
+    cdef int nthreads = threads_for(dy.shape[0] * groups)
     cdef Py_ssize_t per_thread = ((0 if is_pointwise(&g) else ckk * g.oh * g.ow)
                                   + (0 if dweight is None else k * ckk)
                                   + (0 if dbias is None else k))
